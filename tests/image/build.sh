@@ -13,6 +13,7 @@ tag=$(cat "$0" "${extra_cas[@]}" | sha256sum | cut -c1-12)
 image="$image_repo:$tag"
 
 if podman image exists "$image"; then
+  podman tag "$image" "$image_repo:latest"
   echo "$image"
   exit 0
 fi
@@ -41,7 +42,7 @@ fi
 awk '{ printf "deb %s %s %s\n", $1, $2, $3 }' <<<"$sources" >"$root/etc/apt/sources.list"
 if [ "${#extra_cas[@]}" -gt 0 ]; then
   cp "${extra_cas[@]}" "$root/usr/local/share/ca-certificates/"
-  chroot "$root" update-ca-certificates >/dev/null
+  chroot "$root" update-ca-certificates >/dev/null 2>&1
 fi
 chroot "$root" apt-get clean
 # Old list files make the first `apt: cache_valid_time` refresh them instead of trusting them.
@@ -54,4 +55,5 @@ tar -C "$root" -c . | podman import \
   --change 'ENV container=podman' \
   --change 'STOPSIGNAL SIGRTMIN+3' \
   - "$image" >/dev/null
+podman tag "$image" "$image_repo:latest"
 echo "$image"
