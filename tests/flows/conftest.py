@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.testing.utilities import prefect_test_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 for extra in (ROOT / "flows", ROOT / "tests"):
@@ -70,8 +71,6 @@ class Fake:
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
     with prefect_test_harness(server_startup_timeout=60):
         yield
 
@@ -97,9 +96,7 @@ def fake_saas(_fake_server: Fake) -> Fake:
 
 
 @pytest.fixture
-def signup_env(
-    fake_saas: Fake, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
-) -> Fake:
+def signup_env(fake_saas: Fake, prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Fake:
     monkeypatch.setenv("NOTION_TOKEN", DEFAULT_NOTION_TOKEN)
     monkeypatch.setenv("NOTION_DATABASE_ID", DEFAULT_DATABASE_ID)
     monkeypatch.setenv("RESEND_API_KEY", DEFAULT_RESEND_API_KEY)

@@ -7,8 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from christmas_signup import resilience
 from christmas_signup.flow import christmas_signup_handler
 from christmas_signup.notion import parse_email_ids
+from christmas_signup.resilience import CONCURRENCY_LIMITS, take_slot
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.flow_engine import run_flow
 
 from .conftest import SENDER, signup_params
 
@@ -168,8 +174,14 @@ def test_resend_auth_error_is_not_retried(signup_env, monkeypatch):
 def test_partial_failure_is_completed_by_the_next_signup(signup_env, monkeypatch):
     monkeypatch.setenv("SIGNUP_RETRIES", "1")
     signup_env.faults(
-        {"service": "resend", "method": "POST", "path": "/emails", "skip": 1, "status": 503,
-         "count": 2}
+        {
+            "service": "resend",
+            "method": "POST",
+            "path": "/emails",
+            "skip": 1,
+            "status": 503,
+            "count": 2,
+        }
     )
     state = christmas_signup_handler(**signup_params(), return_state=True)
     assert state.is_failed()
@@ -192,13 +204,39 @@ def test_partial_failure_is_completed_by_the_next_signup(signup_env, monkeypatch
     assert len(welcome_sends) == 1
 
 
-def test_works_with_fake_rate_limits_on(signup_env):
+@pytest.fixture
+def concurrency_limits(prefect_harness):
+    """The global concurrency limits the deploy creates, for one test."""
+    resilience._missing_limits.clear()  # earlier tests ran without the limits
+
+    with get_client(sync_client=True) as client:
+        for limit in CONCURRENCY_LIMITS:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(**limit))
+    yield CONCURRENCY_LIMITS
+    with get_client(sync_client=True) as client:
+        for limit in CONCURRENCY_LIMITS:
+            client.delete_global_concurrency_limit_by_name(limit["name"])
+    resilience._missing_limits.clear()
+
+
+def test_shared_rate_limits_space_the_requests(signup_env, concurrency_limits):
+    assert {limit["name"] for limit in concurrency_limits} == {"notion-api", "resend-api"}
+    started = time.monotonic()
+    for _ in range(6):
+        assert take_slot("resend-api") is True
+    # burst of 2, then 2 per second
+    assert time.monotonic() - started >= 1.5
+
     signup_env.config(notion_rate=3, notion_burst=10, resend_rate=2, resend_burst=2)
     state = christmas_signup_handler(**signup_params(), return_state=True)
     assert state.is_completed(), state
     fake = signup_env.state()
     assert len(fake["pages"]) == 1
     assert len(by_step(fake["emails"])) == 4
+
+
+def test_missing_limits_do_not_block(prefect_harness):
+    assert take_slot("no-such-limit") is False
 
 
 def test_dry_run_renders_and_calls_nothing(signup_env):
@@ -223,8 +261,10 @@ def test_dry_run_renders_and_calls_nothing(signup_env):
         ({"red_systems": -1}, "red_systems"),
         ({"assessment_score": 101}, "assessment_score"),
         ({"first_name": ""}, "first_name"),
-        ({"red_systems": 0, "orange_systems": 0, "yellow_systems": 0, "green_systems": 0},
-         "red_systems"),
+        (
+            {"red_systems": 0, "orange_systems": 0, "yellow_systems": 0, "green_systems": 0},
+            "red_systems",
+        ),
     ],
 )
 def test_invalid_input_fails_before_any_http_call(signup_env, override, field):
@@ -236,8 +276,6 @@ def test_invalid_input_fails_before_any_http_call(signup_env, override, field):
 
 
 def test_unknown_parameter_fails_before_any_http_call(signup_env):
-    from prefect.flow_engine import run_flow
-
     state = run_flow(
         christmas_signup_handler,
         parameters={**signup_params(), "favourite_colour": "red"},
@@ -268,8 +306,6 @@ def test_missing_secret_fails_before_any_http_call(signup_env, monkeypatch, vari
 
 
 def test_secret_block_is_used_when_env_is_missing(signup_env, monkeypatch):
-    from prefect.blocks.system import Secret
-
     Secret(value=SENDER).save("resend-from", overwrite=True)
     try:
         monkeypatch.delenv("RESEND_FROM")
