@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_saas import DEFAULT_DATABASE_ID, DEFAULT_NOTION_TOKEN, DEFAULT_RESEND_API_KEY
 
-from .conftest import ROOT, signup_params
+from .conftest import ROOT, SENDER, signup_params
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 POOL = "signup-pool"
@@ -139,6 +140,50 @@ def test_register_is_idempotent_and_enforces_the_schema(prefect_server, shipped)
 
     status, body = api(run_url, "POST", {"parameters": signup_params()})
     assert status == 201, body
+    assert api(f"{base}/flow_runs/{body['id']}", "DELETE")[0] == 204
+
+
+def test_worker_runs_the_deployment_from_the_shipped_code(prefect_server, shipped, fake_saas):
+    ids = register(prefect_server, "--source-dir", str(shipped), "--work-pool", POOL)
+    base = prefect_server["PREFECT_API_URL"]
+    run_url = f"{base}/deployments/{ids['deployment_id']}/create_flow_run"
+    runs = {}
+    for name, params in {
+        "dry": signup_params(dry_run=True),
+        "real": signup_params(email="worker@example.com"),
+    }.items():
+        status, body = api(run_url, "POST", {"parameters": params})
+        assert status == 201, body
+        runs[name] = body["id"]
+
+    env = {
+        **prefect_server,
+        "NOTION_TOKEN": DEFAULT_NOTION_TOKEN,
+        "NOTION_DATABASE_ID": DEFAULT_DATABASE_ID,
+        "RESEND_API_KEY": DEFAULT_RESEND_API_KEY,
+        "RESEND_FROM": SENDER,
+        "NOTION_BASE_URL": fake_saas.base_url,
+        "RESEND_BASE_URL": fake_saas.base_url,
+    }
+    worker = subprocess.run(
+        [PREFECT, "worker", "start", "--pool", POOL, "--run-once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+
+    states = {}
+    for name, run_id in runs.items():
+        status, run = api(f"{base}/flow_runs/{run_id}")
+        assert status == 200
+        states[name] = run["state_type"]
+    assert states == {"dry": "COMPLETED", "real": "COMPLETED"}, worker.stdout[-3000:]
+    fake = fake_saas.state()
+    assert [p["properties"]["Email"]["email"] for p in fake["pages"]] == ["worker@example.com"]
+    assert len(fake["emails"]) == 4
 
 
 def test_concurrency_limits_are_created_once(prefect_server):
