@@ -1,0 +1,1 @@
+"""Christmas assessment signup: Notion contact upsert plus a Resend welcome sequence."""

@@ -1,0 +1,152 @@
+"""Prefect flow ``christmas-signup-handler``: one assessment signup -> one Notion
+contact, one welcome email and the scheduled nurture sequence in Resend.
+
+Entrypoint (relative to the shipped ``flows/`` directory):
+``christmas_signup/flow.py:christmas_signup_handler``.
+
+Order of work, each API call a separate retried task:
+
+1. validate the parameters (:class:`christmas_signup.inputs.Signup`), fail on error;
+2. with ``dry_run=True``: render every email and return a summary, no API call;
+3. load the secrets (fail naming any that is missing);
+4. resolve the Notion data source, upsert the contact by email;
+5. if the contact's ``Sequence Status`` is already ``Scheduled``, stop: nothing new
+   is sent;
+6. send the steps not yet recorded on the contact, in order, stopping at the
+   first failure;
+7. write the status and the email ids back to the contact, then fail the run
+   if a step failed (a later signup sends only the missing steps).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from christmas_signup import emails, notion
+from christmas_signup.inputs import (
+    BusinessName,
+    Email,
+    FirstName,
+    OptionalMoney,
+    OptionalScore,
+    OptionalSystemName,
+    Score,
+    Signup,
+    SystemCount,
+)
+from christmas_signup.resilience import api_task_options
+from christmas_signup.settings import load_settings, secrets_present
+
+#: A stored sequence start is reused (so re-sent emails keep the same body and
+#: Resend's idempotency key matches) only while Resend still remembers the keys.
+SEQUENCE_START_REUSE = timedelta(hours=23)
+
+
+class SequenceSendError(RuntimeError):
+    """One of the emails could not be sent; the others were recorded."""
+
+
+@flow(name="christmas-signup-handler", validate_parameters=True)
+def christmas_signup_handler(  # noqa: PLR0917 - Prefect maps the parameters by name
+    email: Email,
+    first_name: FirstName,
+    business_name: BusinessName,
+    assessment_score: Score,
+    red_systems: SystemCount,
+    orange_systems: SystemCount,
+    yellow_systems: SystemCount,
+    green_systems: SystemCount,
+    gps_score: OptionalScore = None,
+    money_score: OptionalScore = None,
+    weakest_system_1: OptionalSystemName = None,
+    weakest_system_2: OptionalSystemName = None,
+    revenue_leak_total: OptionalMoney = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Handle one assessment signup (see the module docstring).
+
+    Returns a summary: ``email``, ``segment``, ``dry_run`` and, for a dry run,
+    ``emails`` (step, subject, scheduled_at, idempotency key, sizes) and
+    ``secrets_present``; for a real run ``page_id``, ``created``,
+    ``sequence_status``, ``sent`` (step -> Resend id, this run) and
+    ``already_sent`` (steps recorded by an earlier run).
+    """
+    logger = get_run_logger()
+    signup = Signup(
+        email=email,
+        first_name=first_name,
+        business_name=business_name,
+        assessment_score=assessment_score,
+        red_systems=red_systems,
+        orange_systems=orange_systems,
+        yellow_systems=yellow_systems,
+        green_systems=green_systems,
+        gps_score=gps_score,
+        money_score=money_score,
+        weakest_system_1=weakest_system_1,
+        weakest_system_2=weakest_system_2,
+        revenue_leak_total=revenue_leak_total,
+    )
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    summary: dict[str, Any] = {
+        "email": signup.email,
+        "segment": signup.segment.value,
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        messages = emails.render_sequence(signup, now)
+        summary["emails"] = [message.summary() for message in messages]
+        summary["secrets_present"] = secrets_present()
+        logger.info("dry run for %s (%s): nothing sent", signup.email, signup.segment)
+        return summary
+
+    settings = load_settings()
+    names = notion.property_names(settings.notion_properties)
+    options = api_task_options()
+    client = notion.make_client(settings)
+    emails.configure(settings)
+
+    data_source_id = notion.resolve_data_source.with_options(**options)(
+        client, settings.notion_database_id
+    )
+    contact = notion.upsert_contact.with_options(**options)(
+        client, data_source_id, signup, names, now
+    )
+    summary.update(page_id=contact.page_id, created=contact.created, sent={})
+    summary["already_sent"] = sorted(contact.email_ids)
+    if contact.status == notion.STATUS_SCHEDULED:
+        logger.info("%s already has its sequence: nothing sent", signup.email)
+        summary["sequence_status"] = contact.status
+        return summary
+
+    start = contact.sequence_start
+    if start is None or now - start > SEQUENCE_START_REUSE:
+        start = now
+    email_ids = dict(contact.email_ids)
+    failure: BaseException | None = None
+    failed_step = None
+    for message in emails.render_sequence(signup, start):
+        if message.step in email_ids:
+            continue
+        state = emails.send_email.with_options(**options)(
+            message, settings.resend_from, return_state=True
+        )
+        if not state.is_completed():
+            failure = state.result(raise_on_failure=False)
+            failed_step = message.step
+            break
+        email_ids[message.step] = state.result()
+        summary["sent"][message.step] = email_ids[message.step]
+
+    status = notion.STATUS_PARTIAL if failure else notion.STATUS_SCHEDULED
+    notion.record_sequence.with_options(**options)(
+        client, contact.page_id, email_ids, status, names
+    )
+    summary["sequence_status"] = status
+    if failure is not None:
+        raise SequenceSendError(f"email step {failed_step!r} failed: {failure}")
+    logger.info("%s: %s sent/scheduled", signup.email, ", ".join(summary["sent"]) or "nothing")
+    return summary

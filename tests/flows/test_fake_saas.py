@@ -1,0 +1,150 @@
+"""The fake follows the real APIs' documented behaviour (not our code's needs)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fake_saas import (
+    DEFAULT_DATA_SOURCE_ID,
+    DEFAULT_DATABASE_ID,
+    DEFAULT_NOTION_TOKEN,
+    DEFAULT_RESEND_API_KEY,
+)
+
+NOTION = {"Authorization": f"Bearer {DEFAULT_NOTION_TOKEN}", "Notion-Version": "2025-09-03"}
+RESEND = {"Authorization": f"Bearer {DEFAULT_RESEND_API_KEY}"}
+
+
+def call(fake, method: str, path: str, headers: dict[str, str], body: Any = None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        fake.base_url + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **headers},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+def email(**extra: Any) -> dict[str, Any]:
+    return {"from": "a@example.com", "to": "b@example.com", "subject": "Hi", "text": "x", **extra}
+
+
+def in_days(days: float) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+def test_notion_auth_and_version_headers(fake_saas):
+    path = f"/v1/databases/{DEFAULT_DATABASE_ID}"
+    status, _, body = call(
+        fake_saas, "GET", path, {"Authorization": "Bearer nope", **{"Notion-Version": "2025-09-03"}}
+    )
+    assert (status, body["object"], body["code"]) == (401, "error", "unauthorized")
+    status, _, body = call(fake_saas, "GET", path, {"Authorization": NOTION["Authorization"]})
+    assert (status, body["code"]) == (400, "missing_version")
+    status, _, body = call(fake_saas, "GET", path, NOTION)
+    assert status == 200
+    assert body["data_sources"][0]["id"] == DEFAULT_DATA_SOURCE_ID
+
+
+def test_notion_pages_query_and_pagination(fake_saas):
+    for n in range(3):
+        status, _, page = call(
+            fake_saas,
+            "POST",
+            "/v1/pages",
+            NOTION,
+            {
+                "parent": {"type": "data_source_id", "data_source_id": DEFAULT_DATA_SOURCE_ID},
+                "properties": {
+                    "Email": {"email": f"p{n}@example.com"},
+                    "Name": {"title": [{"text": {"content": f"P{n}"}}]},
+                    "Assessment Score": {"number": n},
+                },
+            },
+        )
+        assert status == 200
+        assert page["object"] == "page"
+        assert page["properties"]["Name"]["title"][0]["plain_text"] == f"P{n}"
+    query = f"/v1/data_sources/{DEFAULT_DATA_SOURCE_ID}/query"
+    status, _, first = call(fake_saas, "POST", query, NOTION, {"page_size": 2})
+    assert (status, first["object"], len(first["results"]), first["has_more"]) == (
+        200,
+        "list",
+        2,
+        True,
+    )
+    _, _, rest = call(
+        fake_saas, "POST", query, NOTION, {"page_size": 2, "start_cursor": first["next_cursor"]}
+    )
+    assert (len(rest["results"]), rest["has_more"], rest["next_cursor"]) == (1, False, None)
+    _, _, found = call(
+        fake_saas,
+        "POST",
+        query,
+        NOTION,
+        {"filter": {"property": "Email", "email": {"equals": "p1@example.com"}}},
+    )
+    assert [p["properties"]["Assessment Score"]["number"] for p in found["results"]] == [1]
+    status, _, body = call(
+        fake_saas,
+        "POST",
+        "/v1/pages",
+        NOTION,
+        {
+            "parent": {"data_source_id": DEFAULT_DATA_SOURCE_ID},
+            "properties": {"Nope": {"number": 1}},
+        },
+    )
+    assert (status, body["code"]) == (400, "validation_error")
+
+
+def test_notion_rate_limit_answers_429_with_retry_after(fake_saas):
+    fake_saas.config(notion_rate=1, notion_burst=1)
+    path = f"/v1/databases/{DEFAULT_DATABASE_ID}"
+    assert call(fake_saas, "GET", path, NOTION)[0] == 200
+    status, headers, body = call(fake_saas, "GET", path, NOTION)
+    assert (status, body["code"]) == (429, "rate_limited")
+    assert int(headers["Retry-After"]) >= 1
+
+
+def test_resend_auth(fake_saas):
+    status, _, body = call(fake_saas, "POST", "/emails", {}, email())
+    assert (status, body["name"]) == (401, "missing_api_key")
+    status, _, body = call(fake_saas, "POST", "/emails", {"Authorization": "Bearer x"}, email())
+    assert (status, body["name"], body["statusCode"]) == (403, "invalid_api_key", 403)
+
+
+def test_resend_idempotency_key(fake_saas):
+    key = {**RESEND, "Idempotency-Key": "welcome/b@example.com"}
+    status, _, first = call(fake_saas, "POST", "/emails", key, email())
+    assert status == 200
+    _, _, again = call(fake_saas, "POST", "/emails", key, email())
+    assert again["id"] == first["id"]
+    status, _, body = call(fake_saas, "POST", "/emails", key, email(subject="Other"))
+    assert (status, body["name"]) == (409, "invalid_idempotent_request")
+    assert len(fake_saas.state()["emails"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("scheduled_at", "status"),
+    [("tomorrow-ish", 422), (in_days(-1), 422), (in_days(31), 422), (in_days(29), 200)],
+)
+def test_resend_scheduled_at(fake_saas, scheduled_at, status):
+    assert call(fake_saas, "POST", "/emails", RESEND, email(scheduled_at=scheduled_at))[0] == status
+
+
+def test_faults_queue(fake_saas):
+    fake_saas.faults({"service": "resend", "path": "/emails", "skip": 1, "status": 500})
+    statuses = [call(fake_saas, "POST", "/emails", RESEND, email())[0] for _ in range(3)]
+    assert statuses == [200, 500, 200]
+    assert fake_saas.state()["faults"] == []

@@ -1,0 +1,204 @@
+"""register.py against a real Prefect server started for this module."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_saas import DEFAULT_DATABASE_ID, DEFAULT_NOTION_TOKEN, DEFAULT_RESEND_API_KEY
+
+from .conftest import ROOT, SENDER, signup_params
+
+PREFECT = str(Path(sys.executable).parent / "prefect")
+POOL = "signup-pool"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def api(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if api(f"{env['PREFECT_API_URL']}/health")[1] is True:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((home / "server.log").read_text())
+            time.sleep(0.5)
+        subprocess.run(
+            [PREFECT, "work-pool", "create", POOL, "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The flows directory as the deploy ships it (outside the repository)."""
+    target = tmp_path_factory.mktemp("shipped") / "flows"
+    shutil.copytree(ROOT / "flows", target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def register(env: dict[str, str], *args: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "flows" / "register.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
+
+
+def test_register_is_idempotent_and_enforces_the_schema(prefect_server, shipped):
+    args = ("--source-dir", str(shipped), "--work-pool", POOL)
+    first = register(prefect_server, *args)
+    second = register(prefect_server, *args)
+
+    assert first == second
+    assert set(first) == {"flow_id", "deployment_id", "flow_name", "deployment_name"}
+    assert first["flow_name"] == "christmas-signup-handler"
+    assert first["deployment_name"] == "signup"
+
+    base = prefect_server["PREFECT_API_URL"]
+    status, deployment = api(f"{base}/deployments/{first['deployment_id']}")
+    assert status == 200
+    assert deployment["entrypoint"] == "christmas_signup/flow.py:christmas_signup_handler"
+    assert deployment["enforce_parameter_schema"] is True
+    assert deployment["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(shipped)}}
+    ]
+    properties = deployment["parameter_openapi_schema"]["properties"]
+    assert properties["assessment_score"]["minimum"] == 0
+    assert properties["email"]["maxLength"] == 254
+
+    run_url = f"{base}/deployments/{first['deployment_id']}/create_flow_run"
+    status, body = api(run_url, "POST", {"parameters": signup_params(assessment_score="abc")})
+    assert status == 409, body
+    assert "assessment_score" in json.dumps(body)
+
+    status, body = api(run_url, "POST", {"parameters": signup_params(red_systems=-1)})
+    assert status == 409, body
+
+    status, body = api(run_url, "POST", {"parameters": signup_params()})
+    assert status == 201, body
+    assert api(f"{base}/flow_runs/{body['id']}", "DELETE")[0] == 204
+
+
+def test_worker_runs_the_deployment_from_the_shipped_code(prefect_server, shipped, fake_saas):
+    ids = register(prefect_server, "--source-dir", str(shipped), "--work-pool", POOL)
+    base = prefect_server["PREFECT_API_URL"]
+    run_url = f"{base}/deployments/{ids['deployment_id']}/create_flow_run"
+    runs = {}
+    for name, params in {
+        "dry": signup_params(dry_run=True),
+        "real": signup_params(email="worker@example.com"),
+    }.items():
+        status, body = api(run_url, "POST", {"parameters": params})
+        assert status == 201, body
+        runs[name] = body["id"]
+
+    env = {
+        **prefect_server,
+        "NOTION_TOKEN": DEFAULT_NOTION_TOKEN,
+        "NOTION_DATABASE_ID": DEFAULT_DATABASE_ID,
+        "RESEND_API_KEY": DEFAULT_RESEND_API_KEY,
+        "RESEND_FROM": SENDER,
+        "NOTION_BASE_URL": fake_saas.base_url,
+        "RESEND_BASE_URL": fake_saas.base_url,
+    }
+    worker = subprocess.run(
+        [PREFECT, "worker", "start", "--pool", POOL, "--run-once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+
+    states = {}
+    for name, run_id in runs.items():
+        status, run = api(f"{base}/flow_runs/{run_id}")
+        assert status == 200
+        states[name] = run["state_type"]
+    assert states == {"dry": "COMPLETED", "real": "COMPLETED"}, worker.stdout[-3000:]
+    fake = fake_saas.state()
+    assert [p["properties"]["Email"]["email"] for p in fake["pages"]] == ["worker@example.com"]
+    assert len(fake["emails"]) == 4
+
+
+def test_concurrency_limits_are_created_once(prefect_server):
+    first = register(prefect_server, "--concurrency-limits")
+    second = register(prefect_server, "--concurrency-limits")
+
+    assert first["changed"] is True
+    assert {limit["action"] for limit in first["limits"]} == {"created"}
+    assert second["changed"] is False
+    assert {limit["action"] for limit in second["limits"]} == {"unchanged"}
+    settings = {limit["name"]: limit for limit in second["limits"]}
+    assert settings["notion-api"]["slot_decay_per_second"] == 3.0
+    assert settings["resend-api"]["slot_decay_per_second"] == 2.0
+
+    base = prefect_server["PREFECT_API_URL"]
+    status, limit = api(f"{base}/v2/concurrency_limits/notion-api")
+    assert status == 200
+    assert (limit["limit"], limit["slot_decay_per_second"]) == (3, 3.0)

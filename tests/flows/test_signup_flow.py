@@ -1,0 +1,316 @@
+"""End-to-end behaviour of the signup flow against the fake Notion and Resend."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from christmas_signup import resilience
+from christmas_signup.flow import christmas_signup_handler
+from christmas_signup.notion import parse_email_ids
+from christmas_signup.resilience import CONCURRENCY_LIMITS, take_slot
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.flow_engine import run_flow
+
+from .conftest import SENDER, signup_params
+
+STEP_DELAYS = {
+    "welcome": None,
+    "day-2-fixes": 2,
+    "day-5-story": 5,
+    "day-10-offer": 10,
+}
+
+
+def plain(page: dict[str, Any]) -> dict[str, Any]:
+    """A Notion page's properties as plain values."""
+    values: dict[str, Any] = {}
+    for name, prop in page["properties"].items():
+        value = prop[prop["type"]]
+        if prop["type"] in ("title", "rich_text"):
+            value = "".join(item["plain_text"] for item in value)
+        elif prop["type"] == "select":
+            value = value["name"] if value else None
+        elif prop["type"] == "date":
+            value = value["start"] if value else None
+        values[name] = value
+    return values
+
+
+def by_step(emails: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    steps: dict[str, list[dict[str, Any]]] = {}
+    for email in emails:
+        steps.setdefault(email["idempotency_key"].split("/")[0], []).append(email)
+    return steps
+
+
+def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
+    before = datetime.now(UTC).replace(second=0, microsecond=0)
+    result = christmas_signup_handler(**signup_params())
+    after = datetime.now(UTC)
+
+    state = signup_env.state()
+    assert len(state["pages"]) == 1
+    props = plain(state["pages"][0])
+    assert props["Email"] == "jane.doe@example.com"
+    assert props["Name"] == "Jane"
+    assert props["Business"] == "Doe & Daughters"
+    assert props["Segment"] == "Critical"
+    assert props["Assessment Score"] == 42
+    assert (props["Red Systems"], props["Orange Systems"]) == (2, 1)
+    assert (props["Yellow Systems"], props["Green Systems"]) == (2, 1)
+    assert (props["GPS Score"], props["Money Score"]) == (55, 30)
+    assert props["Weakest System 1"] == "Cash flow"
+    assert props["Revenue Leak Total"] == 48000.0
+    assert props["Sequence Status"] == "Scheduled"
+
+    steps = by_step(state["emails"])
+    assert sorted(steps) == sorted(STEP_DELAYS)
+    assert all(len(sent) == 1 for sent in steps.values())
+    ids = parse_email_ids(props["Scheduled Email IDs"])
+    assert ids == {step: sent[0]["id"] for step, sent in steps.items()}
+    assert result["sent"] == ids
+    assert result["segment"] == "critical"
+
+    start = datetime.fromisoformat(props["Sequence Start"])
+    assert before <= start <= after
+    for step, days in STEP_DELAYS.items():
+        email = steps[step][0]
+        assert email["to"] == ["jane.doe@example.com"]
+        assert email["from"] == SENDER
+        assert email["idempotency_key"] == f"{step}/jane.doe@example.com"
+        if days is None:
+            assert email["scheduled_at"] is None
+            assert email["last_event"] == "delivered"
+        else:
+            assert datetime.fromisoformat(email["scheduled_at"]) == start + timedelta(days=days)
+
+    welcome = steps["welcome"][0]
+    assert "Your result: critical" in welcome["text"]
+    assert "Your result: critical" in welcome["html"]
+    assert "Doe &amp; Daughters" in welcome["html"]  # autoescaped HTML
+    assert "Doe & Daughters" in welcome["text"]
+    assert "Cash flow, Hiring" in welcome["text"]
+    assert "Jane" in welcome["subject"]
+
+
+def test_segment_decides_content(signup_env):
+    christmas_signup_handler(
+        **signup_params(red_systems=0, orange_systems=0, yellow_systems=1, green_systems=5)
+    )
+    state = signup_env.state()
+    assert plain(state["pages"][0])["Segment"] == "Thriving"
+    welcome = by_step(state["emails"])["welcome"][0]
+    assert "Your result: thriving" in welcome["text"]
+    assert "critical" not in welcome["text"]
+
+
+def test_same_signup_twice_sends_nothing_new(signup_env):
+    christmas_signup_handler(**signup_params())
+    first = signup_env.state()
+    sends_before = len([r for r in first["requests"] if r["path"] == "/emails"])
+
+    result = christmas_signup_handler(**signup_params(email="jane.doe@example.com"))
+
+    second = signup_env.state()
+    assert len(second["pages"]) == 1
+    assert second["pages"][0]["id"] == first["pages"][0]["id"]
+    assert len(second["emails"]) == len(first["emails"]) == 4
+    assert len([r for r in second["requests"] if r["path"] == "/emails"]) == sends_before
+    assert result["sent"] == {}
+    assert result["created"] is False
+
+
+def test_notion_rate_limited_twice_then_succeeds(signup_env):
+    signup_env.faults({"service": "notion", "status": 429, "count": 2, "retry_after": 1})
+    started = time.monotonic()
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    elapsed = time.monotonic() - started
+
+    assert state.is_completed(), state
+    fake = signup_env.state()
+    assert len(fake["pages"]) == 1
+    assert len(fake["emails"]) == 4
+    limited = [r for r in fake["requests"] if r["status"] == 429]
+    assert len(limited) == 2
+    assert elapsed >= 2  # Retry-After: 1 honoured, twice
+
+
+def test_resend_500_on_second_email_is_retried_once_each(signup_env):
+    signup_env.faults(
+        {"service": "resend", "method": "POST", "path": "/emails", "skip": 1, "status": 500}
+    )
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+
+    assert state.is_completed(), state
+    fake = signup_env.state()
+    steps = by_step(fake["emails"])
+    assert sorted(steps) == sorted(STEP_DELAYS)
+    assert all(len(sent) == 1 for sent in steps.values())
+    sends = [r for r in fake["requests"] if r["path"] == "/emails"]
+    assert [r["status"] for r in sends] == [200, 500, 200, 200, 200]
+    # the retry repeated only the failed send, with the same idempotency key
+    assert sends[1]["idempotency_key"] == sends[2]["idempotency_key"]
+    assert sends[0]["idempotency_key"].startswith("welcome/")
+    assert plain(fake["pages"][0])["Sequence Status"] == "Scheduled"
+
+
+def test_resend_auth_error_is_not_retried(signup_env, monkeypatch):
+    monkeypatch.setenv("RESEND_API_KEY", "re_wrong")
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+
+    assert state.is_failed()
+    fake = signup_env.state()
+    sends = [r for r in fake["requests"] if r["path"] == "/emails"]
+    assert [r["status"] for r in sends] == [403]
+    assert fake["emails"] == []
+    assert plain(fake["pages"][0])["Sequence Status"] == "Partial"
+
+
+def test_partial_failure_is_completed_by_the_next_signup(signup_env, monkeypatch):
+    monkeypatch.setenv("SIGNUP_RETRIES", "1")
+    signup_env.faults(
+        {
+            "service": "resend",
+            "method": "POST",
+            "path": "/emails",
+            "skip": 1,
+            "status": 503,
+            "count": 2,
+        }
+    )
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_failed()
+    fake = signup_env.state()
+    page = plain(fake["pages"][0])
+    assert page["Sequence Status"] == "Partial"
+    assert list(parse_email_ids(page["Scheduled Email IDs"])) == ["welcome"]
+    assert len(fake["emails"]) == 1
+
+    result = christmas_signup_handler(**signup_params())
+    fake = signup_env.state()
+    assert sorted(result["sent"]) == ["day-10-offer", "day-2-fixes", "day-5-story"]
+    steps = by_step(fake["emails"])
+    assert all(len(sent) == 1 for sent in steps.values())
+    assert len(steps) == 4
+    assert plain(fake["pages"][0])["Sequence Status"] == "Scheduled"
+    welcome_sends = [
+        r for r in fake["requests"] if (r["idempotency_key"] or "").startswith("welcome/")
+    ]
+    assert len(welcome_sends) == 1
+
+
+@pytest.fixture
+def concurrency_limits(prefect_harness):
+    """The global concurrency limits the deploy creates, for one test."""
+    resilience._missing_limits.clear()  # earlier tests ran without the limits
+
+    with get_client(sync_client=True) as client:
+        for limit in CONCURRENCY_LIMITS:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(**limit))
+    yield CONCURRENCY_LIMITS
+    with get_client(sync_client=True) as client:
+        for limit in CONCURRENCY_LIMITS:
+            client.delete_global_concurrency_limit_by_name(limit["name"])
+    resilience._missing_limits.clear()
+
+
+def test_shared_rate_limits_space_the_requests(signup_env, concurrency_limits):
+    assert {limit["name"] for limit in concurrency_limits} == {"notion-api", "resend-api"}
+    started = time.monotonic()
+    for _ in range(6):
+        assert take_slot("resend-api") is True
+    # burst of 2, then 2 per second
+    assert time.monotonic() - started >= 1.5
+
+    signup_env.config(notion_rate=3, notion_burst=10, resend_rate=2, resend_burst=2)
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_completed(), state
+    fake = signup_env.state()
+    assert len(fake["pages"]) == 1
+    assert len(by_step(fake["emails"])) == 4
+
+
+def test_missing_limits_do_not_block(prefect_harness):
+    assert take_slot("no-such-limit") is False
+
+
+def test_dry_run_renders_and_calls_nothing(signup_env):
+    result = christmas_signup_handler(**signup_params(), dry_run=True)
+    assert signup_env.state()["requests"] == []
+    assert result["dry_run"] is True
+    assert result["segment"] == "critical"
+    assert [e["step"] for e in result["emails"]] == list(STEP_DELAYS)
+    assert all(e["html_chars"] > 0 and e["text_chars"] > 0 for e in result["emails"])
+    assert result["secrets_present"] == {
+        "NOTION_TOKEN": True,
+        "NOTION_DATABASE_ID": True,
+        "RESEND_API_KEY": True,
+        "RESEND_FROM": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"red_systems": -1}, "red_systems"),
+        ({"assessment_score": 101}, "assessment_score"),
+        ({"first_name": ""}, "first_name"),
+        (
+            {"red_systems": 0, "orange_systems": 0, "yellow_systems": 0, "green_systems": 0},
+            "red_systems",
+        ),
+    ],
+)
+def test_invalid_input_fails_before_any_http_call(signup_env, override, field):
+    state = christmas_signup_handler(**signup_params(**override), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=field):
+        state.result()
+    assert signup_env.state()["requests"] == []
+
+
+def test_unknown_parameter_fails_before_any_http_call(signup_env):
+    state = run_flow(
+        christmas_signup_handler,
+        parameters={**signup_params(), "favourite_colour": "red"},
+        return_type="state",
+    )
+    assert state.is_failed()
+    with pytest.raises(Exception, match="favourite_colour"):
+        state.result()
+    assert signup_env.state()["requests"] == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "block"),
+    [
+        ("NOTION_TOKEN", "notion-token"),
+        ("NOTION_DATABASE_ID", "notion-database-id"),
+        ("RESEND_API_KEY", "resend-api-key"),
+        ("RESEND_FROM", "resend-from"),
+    ],
+)
+def test_missing_secret_fails_before_any_http_call(signup_env, monkeypatch, variable, block):
+    monkeypatch.delenv(variable)
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=f"{variable}.*{block}"):
+        state.result()
+    assert signup_env.state()["requests"] == []
+
+
+def test_secret_block_is_used_when_env_is_missing(signup_env, monkeypatch):
+    Secret(value=SENDER).save("resend-from", overwrite=True)
+    try:
+        monkeypatch.delenv("RESEND_FROM")
+        state = christmas_signup_handler(**signup_params(), return_state=True)
+        assert state.is_completed(), state
+        assert all(e["from"] == SENDER for e in signup_env.state()["emails"])
+    finally:
+        Secret.delete("resend-from")
