@@ -8,7 +8,7 @@ SHELL := /bin/bash
 # built with it carries exactly the wheels the hosts need.
 PYTHON      ?= /usr/bin/python3
 VENV        ?= .venv
-BIN         := $(CURDIR)/$(VENV)/bin
+BIN         := $(abspath $(VENV))/bin
 CACHE       ?= /var/cache/galatek
 WHEELHOUSE  := $(CACHE)/wheelhouse
 APT_PACKAGES := podman runc debootstrap python3-venv python3-packaging python3-cryptography \
