@@ -1,0 +1,178 @@
+"""Benchmark of the whole stack on a fresh sandbox host; prints figures, asserts nothing.
+
+    make bench            # or: .venv/bin/python -m tests.bench.bench [--burst 300]
+
+Figures: cold provision of a fresh host; no-op reruns of site.yml and deploy.yml; door vs
+direct-API latency (p50/p99 and their ratio, interleaved in one run); signup -> COMPLETED
+(p50/p95); a burst of signups with the fake enforcing Notion's 3 requests/s: completed,
+lost, duplicate emails, and the Notion rate achieved as a share of that ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tests.sandbox import Sandbox, sample_signup
+
+NOTION_CEILING = 3.0  # requests per second, Notion's documented average limit
+# Door limits high enough that the benchmark measures the stack, not the rate limiter.
+BENCH_HOST_VARS = {
+    "nginx_edge_door_rate": "6000r/m",
+    "nginx_edge_door_burst": 1000,
+    "nginx_edge_door_global_rate": "6000r/m",
+    "nginx_edge_door_global_burst": 1000,
+}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def timed(fn: Any, *args: Any) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def ok(result: Any) -> None:
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def provision(box: Sandbox) -> dict[str, float]:
+    box.down()
+    cold = timed(box.up)
+    site = timed(lambda: ok(box.playbook("site.yml")))
+    deploy = timed(lambda: ok(box.playbook("playbooks/deploy.yml")))
+    return {"cold": cold, "site": site, "deploy": deploy}
+
+
+def latency(box: Sandbox, rounds: int) -> dict[str, list[float]]:
+    """Door vs direct API, interleaved, with the work pool paused so no run executes."""
+    pool = box.api("GET", f"/deployments/{box.recorded_ids()['prefect_deploy_deployment_id']}")[
+        "work_pool_name"
+    ]
+    box.api("PATCH", f"/work_pools/{pool}", json={"is_paused": True})
+    deployment_id = box.recorded_ids()["prefect_deploy_deployment_id"]
+    door, direct, runs = [], [], []
+    try:
+        for i in range(rounds):
+            body = sample_signup(f"latency-{i}@example.com")
+            start = time.perf_counter()
+            answer = box.signup(body)
+            door.append(time.perf_counter() - start)
+            runs.append(answer.json()["flow_run_id"])
+            start = time.perf_counter()
+            created = box.api(
+                "POST",
+                f"/deployments/{deployment_id}/create_flow_run",
+                json={"parameters": body, "enforce_parameter_schema": True},
+            )
+            direct.append(time.perf_counter() - start)
+            runs.append(created["id"])
+    finally:
+        for run_id in runs:
+            box.api("DELETE", f"/flow_runs/{run_id}")
+        box.api("PATCH", f"/work_pools/{pool}", json={"is_paused": False})
+    return {"door": door, "direct": direct}
+
+
+def end_to_end(box: Sandbox, count: int) -> list[float]:
+    durations = []
+    for _ in range(count):
+        start = time.perf_counter()
+        answer = box.signup(sample_signup(f"e2e-{uuid.uuid4().hex[:8]}@example.com"))
+        run = box.wait_run(answer.json()["flow_run_id"])
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+def burst(box: Sandbox, count: int, timeout: float) -> dict[str, Any]:
+    box.fake("POST", "/reset")
+    box.fake("POST", "/config", json={"notion_rate": NOTION_CEILING})
+    emails = [f"burst-{i}@example.com" for i in range(count)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda email: box.signup(sample_signup(email)), emails))
+    accepted = [a.json()["flow_run_id"] for a in answers if a.status_code == 202]
+    states: Counter[str] = Counter()
+    deadline = time.monotonic() + timeout
+    pending = set(accepted)
+    while pending and time.monotonic() < deadline:
+        for run_id in list(pending):
+            run = box.api("GET", f"/flow_runs/{run_id}")
+            if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+                states[run["state"]["type"]] += 1
+                pending.discard(run_id)
+        time.sleep(5)
+    elapsed = time.perf_counter() - start
+    state = box.fake("GET", "/state")
+    sends = Counter((tuple(e["to"]), e["subject"]) for e in state["emails"])
+    notion = [r for r in state["requests"] if r["service"] == "notion" and r["status"] < 300]
+    stamps = sorted(datetime.fromisoformat(r["at"]).timestamp() for r in notion if "at" in r)
+    span = (stamps[-1] - stamps[0]) if len(stamps) > 1 else elapsed
+    return {
+        "submitted": count,
+        "accepted": len(accepted),
+        "completed": states["COMPLETED"],
+        "lost": count - states["COMPLETED"],
+        "duplicate_emails": sum(n - 1 for n in sends.values() if n > 1),
+        "notion_requests": len(notion),
+        "notion_rate": len(notion) / span if span else 0.0,
+        "elapsed": elapsed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-rounds", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=10, help="signups timed to COMPLETED")
+    parser.add_argument("--burst", type=int, default=300)
+    parser.add_argument("--burst-timeout", type=float, default=3600)
+    args = parser.parse_args()
+
+    box = Sandbox(Path(tempfile.mkdtemp(prefix="bench-")), "bench.galatek.test", BENCH_HOST_VARS)
+    try:
+        times = provision(box)
+        print(f"cold provision (sandbox.yml + site.yml): {times['cold']:.0f} s")
+        print(f"no-op rerun: site.yml {times['site']:.0f} s, deploy.yml {times['deploy']:.0f} s")
+
+        lat = latency(box, args.latency_rounds)
+        door50, door99 = pct(lat["door"], 50) * 1000, pct(lat["door"], 99) * 1000
+        api50, api99 = pct(lat["direct"], 50) * 1000, pct(lat["direct"], 99) * 1000
+        print(
+            f"latency over {args.latency_rounds} interleaved pairs: door p50 {door50:.1f} ms "
+            f"p99 {door99:.1f} ms; direct API p50 {api50:.1f} ms p99 {api99:.1f} ms; "
+            f"ratio p50 {door50 / api50:.2f} p99 {door99 / api99:.2f}"
+        )
+
+        e2e = end_to_end(box, args.runs)
+        print(
+            f"signup -> COMPLETED over {args.runs} runs: p50 {statistics.median(e2e):.1f} s "
+            f"p95 {pct(e2e, 95):.1f} s"
+        )
+
+        result = burst(box, args.burst, args.burst_timeout)
+        print(
+            f"burst of {result['submitted']} signups: accepted {result['accepted']}, "
+            f"completed {result['completed']}, lost {result['lost']}, "
+            f"duplicate emails {result['duplicate_emails']}, in {result['elapsed']:.0f} s; "
+            f"Notion {result['notion_requests']} requests at {result['notion_rate']:.2f}/s = "
+            f"{result['notion_rate'] / NOTION_CEILING:.0%} of the {NOTION_CEILING:.0f}/s ceiling"
+        )
+    finally:
+        box.down()
+
+
+if __name__ == "__main__":
+    main()
