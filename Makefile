@@ -30,9 +30,10 @@ export ANSIBLE_FORCE_COLOR ?= 1
 help: ## List the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-up: deps venv image wheelhouse ## Bring up the local sandbox host and run site.yml on it
+up: deps venv image wheelhouse ## Sandbox host, site.yml on it, then one sample signup through the door
 	$(BIN)/ansible-playbook playbooks/sandbox.yml
 	$(BIN)/ansible-playbook site.yml
+	$(BIN)/ansible-playbook playbooks/sample_signup.yml
 
 down: preflight ## Remove the local sandbox host
 	$(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=absent

@@ -42,8 +42,9 @@ class Sandbox:
         group_vars = self.inventory / "group_vars"
         if not group_vars.exists():
             group_vars.symlink_to(ROOT / "inventories" / "local" / "group_vars")
+        overrides = {"galatek_public_name": host, **(host_vars or {})}
         (self.inventory / "host_vars" / host / "overrides.yml").write_text(
-            yaml.safe_dump(host_vars or {}, sort_keys=True)
+            yaml.safe_dump(overrides, sort_keys=True)
         )
         self._client: httpx.Client | None = None
 
@@ -144,7 +145,7 @@ class Sandbox:
         return response.json()
 
 
-CA_PATH = "/etc/nginx/tls/ca.crt"
+CA_PATH = "/etc/nginx/edge-tls/ca.crt"
 
 
 def sample_signup(email: str = "ada@example.com") -> dict[str, Any]:
