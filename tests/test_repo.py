@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.module_utils.compat.version import LooseVersion
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -28,8 +29,6 @@ def test_production_host_is_in_every_function_group():
 
 
 def test_requirements_yml_matches_the_collections_the_pinned_ansible_bundles():
-    from ansible.module_utils.compat.version import LooseVersion
-
     listing = subprocess.run(
         [VENV_BIN / "ansible-galaxy", "collection", "list", "--format", "json"],
         check=True,
