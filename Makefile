@@ -25,7 +25,7 @@ export GALATEK_WHEELHOUSE := $(WHEELHOUSE)
 export GALATEK_TEST_IMAGE := localhost/galatek-debian12:latest
 export ANSIBLE_FORCE_COLOR ?= 1
 
-.PHONY: help up down test lint pytest molecule deps venv image wheelhouse lock preflight
+.PHONY: help up down test lint pytest molecule bench deps venv image wheelhouse lock preflight
 
 help: ## List the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ molecule: venv image wheelhouse ## Every role's Molecule scenario on real system
 	  echo "=== molecule: $$role"; \
 	  ( cd roles/$$role && MOLECULE_HOST=$$role $(BIN)/molecule test ) || exit 1; \
 	done
+
+bench: deps venv image wheelhouse ## Benchmark a fresh sandbox host (prints figures; ~30 min)
+	$(BIN)/python -m tests.bench.bench
 
 preflight:
 	@[ "$$(id -u)" -eq 0 ] || { echo "error: run make as root (it installs Debian packages and runs podman)" >&2; exit 1; }
