@@ -1,9 +1,10 @@
 """Create or update the signup deployment, or the global concurrency limits.
 
-Run on the server host with the worker venv's python and ``PREFECT_API_URL``
-(and ``PREFECT_API_AUTH_STRING`` when the server needs it) in the environment::
+Run on a worker host with the worker venv's python and ``PREFECT_API_URL``
+(and ``PREFECT_API_AUTH_STRING`` when the server needs it) in the environment; the
+deploy (roles/prefect_deploy) runs it as::
 
-    python register.py --source-dir /opt/flows --work-pool signup-pool [--deployment-name signup]
+    python register.py --source-dir /opt/galatek-flows/current --work-pool galatek
     python register.py --concurrency-limits
 
 The first form deploys ``christmas_signup/flow.py:christmas_signup_handler`` from

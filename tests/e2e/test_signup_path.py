@@ -42,11 +42,17 @@ def test_a_signup_through_the_door_records_the_contact_and_sends_the_sequence(sa
     assert run["state"]["type"] == "COMPLETED", run["state"]
 
     state = sandbox.fake("GET", "/state")
-    assert len(state["pages"]) == 1
-    emails = [e for e in state["emails"] if "ada@example.com" in e["to"]]
-    assert len(emails) >= 2
-    assert sum(1 for e in emails if not e.get("scheduled_at")) == 1  # the welcome email
-    assert all(e.get("scheduled_at") for e in emails[1:])  # the sequence, scheduled
+    [page] = state["pages"]
+    assert page["properties"]["Email"]["email"] == "ada@example.com"
+    assert page["properties"]["Segment"]["select"]["name"] == "Critical"  # 2 red systems
+    assert page["properties"]["Sequence Status"]["select"]["name"] == "Scheduled"
+    sent = {e["idempotency_key"]: e for e in state["emails"]}
+    assert sorted(sent) == sorted(
+        f"{step}/ada@example.com"
+        for step in ("welcome", "day-2-fixes", "day-5-story", "day-10-offer")
+    )
+    assert sent["welcome/ada@example.com"]["scheduled_at"] is None  # sent now
+    assert all(e["scheduled_at"] for key, e in sent.items() if not key.startswith("welcome/"))
 
     again = sandbox.signup(sample_signup(), key=key)
     assert again.status_code == 202
