@@ -115,7 +115,12 @@ class Sandbox:
         )
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.https(method, f"/api{path}", auth=self.auth, **kwargs)
+        """A credentialed API call; retries 503 (Prefect's "busy, retry") as its client does."""
+        for _ in range(5):
+            response = self.https(method, f"/api{path}", auth=self.auth, **kwargs)
+            if response.status_code != 503:
+                break
+            time.sleep(1)
         response.raise_for_status()
         return response.json() if response.content else None
 
