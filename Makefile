@@ -52,7 +52,7 @@ pytest: deps venv image wheelhouse ## The Python tests (flow, fake APIs, repo ch
 molecule: venv image wheelhouse ## Every role's Molecule scenario on real systemd hosts
 	@for role in $(ROLES); do \
 	  echo "=== molecule: $$role"; \
-	  ( cd roles/$$role && MOLECULE_HOST=$$role $(BIN)/molecule test ) || exit 1; \
+	  ( cd roles/$$role && MOLECULE_HOST=$${GALATEK_TEST_PREFIX:-}$$role $(BIN)/molecule test ) || exit 1; \
 	done
 
 bench: deps venv image wheelhouse ## Benchmark a fresh sandbox host (prints figures; ~30 min)
@@ -61,15 +61,25 @@ bench: deps venv image wheelhouse ## Benchmark a fresh sandbox host (prints figu
 preflight:
 	@[ "$$(id -u)" -eq 0 ] || { echo "error: run make as root (it installs Debian packages and runs podman)" >&2; exit 1; }
 
-deps: preflight ## Debian packages the controller needs
-	@missing=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Package}\n' $(APT_PACKAGES) 2>/dev/null \
-	  | awk '$$1 == "ii" { ok[$$2] = 1 } END { n = split("$(APT_PACKAGES)", p, " "); \
-	         for (i = 1; i <= n; i++) if (!ok[p[i]]) printf "%s ", p[i] }'); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: $$missing"; \
-	  apt-get update -qq >/dev/null 2>&1 || true; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
-	    || { echo "error: apt-get could not install $$missing (no package mirror reachable? see /etc/apt/sources.list*)" >&2; exit 1; }; \
+deps: preflight ## Debian packages the controller needs (installs what is missing, names what failed)
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  status=$$(dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null || true); \
+	  [[ $$status == ii* ]] || missing="$$missing $$p"; \
+	done; \
+	[ -z "$$missing" ] && exit 0; \
+	echo "installing Debian packages:$$missing"; \
+	apt-get update -qq || echo "warning: apt-get update failed; trying the package lists already here" >&2; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 \
+	  || for p in $$missing; do DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$p" >/dev/null 2>&1 || true; done; \
+	failed=""; \
+	for p in $$missing; do \
+	  status=$$(dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null || true); \
+	  [[ $$status == ii* ]] || failed="$$failed $$p"; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	  echo "error: apt-get could not install:$$failed (unknown package, or no mirror reachable? see /etc/apt/sources.list*)" >&2; \
+	  exit 1; \
 	fi
 
 venv: $(VENV)/.installed ## The pinned Python toolchain in .venv

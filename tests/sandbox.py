@@ -25,6 +25,8 @@ BIN = ROOT / ".venv" / "bin"
 GROUPS = ("sandbox", "fake_saas", "prefect_server", "prefect_worker", "nginx_edge")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 DOOR = "/hooks/christmas-signup"
+# Names of throwaway hosts start with this, so two checkouts can test side by side.
+PREFIX = os.environ.get("GALATEK_TEST_PREFIX", "")
 
 
 class Sandbox:

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.sandbox import Sandbox, sample_signup
+from tests.sandbox import PREFIX, Sandbox, sample_signup
 
 NOTION_CEILING = 3.0  # requests per second, Notion's documented average limit
 # Door limits high enough that the benchmark measures the stack, not the rate limiter.
@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--burst-timeout", type=float, default=3600)
     args = parser.parse_args()
 
-    box = Sandbox(Path(tempfile.mkdtemp(prefix="bench-")), "bench.galatek.test", BENCH_HOST_VARS)
+    box = Sandbox(Path(tempfile.mkdtemp(prefix="bench-")), f"{PREFIX}bench.galatek.test", BENCH_HOST_VARS)
     try:
         times = provision(box)
         print(f"cold provision (sandbox.yml + site.yml): {times['cold']:.0f} s")

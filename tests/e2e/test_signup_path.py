@@ -9,14 +9,14 @@ import uuid
 
 import pytest
 
-from tests.sandbox import ROOT, Sandbox, sample_signup
+from tests.sandbox import PREFIX, ROOT, Sandbox, sample_signup
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    box = Sandbox(tmp_path_factory.mktemp("e2e"), "e2e.galatek.test")
+    box = Sandbox(tmp_path_factory.mktemp("e2e"), f"{PREFIX}e2e.galatek.test")
     box.down()
     box.up()
     yield box
