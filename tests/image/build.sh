@@ -7,7 +7,7 @@ set -euo pipefail
 image_repo=localhost/galatek-debian12
 extra_cas=(/usr/local/share/ca-certificates/*.crt)
 [ -e "${extra_cas[0]}" ] || extra_cas=()
-packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps
+packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps,openssh-server
 
 tag=$(cat "$0" "${extra_cas[@]}" | sha256sum | cut -c1-12)
 image="$image_repo:$tag"
@@ -48,6 +48,14 @@ chroot "$root" apt-get clean
 # Old list files make the first `apt: cache_valid_time` refresh them instead of trusting them.
 find "$root/var/lib/apt/lists" -maxdepth 1 -type f -exec touch -d '2000-01-01' {} +
 echo 'root:*' | chroot "$root" chpasswd -e
+# sshd: keys only (root by key, as Debian allows), and host keys made on each host's first
+# boot instead of being shared by every host made from this image.
+rm -f "$root"/etc/ssh/ssh_host_*
+printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\n' \
+  >"$root/etc/ssh/sshd_config.d/galatek-test-host.conf"
+mkdir -p "$root/etc/systemd/system/ssh.service.d"
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+  >"$root/etc/systemd/system/ssh.service.d/host-keys.conf"
 : >"$root/etc/machine-id"
 
 tar -C "$root" -c . | podman import \
