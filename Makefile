@@ -22,7 +22,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export GALATEK_ROLES_PATH := $(CURDIR)/roles
 export GALATEK_WHEELHOUSE := $(WHEELHOUSE)
-export GALATEK_TEST_IMAGE := localhost/galatek-debian12:latest
+export GALATEK_TEST_IMAGE := $(shell tests/image/build.sh --name)
 export ANSIBLE_FORCE_COLOR ?= 1
 
 .PHONY: help up down test lint pytest molecule bench deps venv image wheelhouse lock preflight

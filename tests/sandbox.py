@@ -27,6 +27,10 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 DOOR = "/hooks/christmas-signup"
 # Names of throwaway hosts start with this, so two checkouts can test side by side.
 PREFIX = os.environ.get("GALATEK_TEST_PREFIX", "")
+# The test-host image of this checkout's recipe (what `make image` built).
+IMAGE = os.environ.get("GALATEK_TEST_IMAGE") or subprocess.run(
+    [ROOT / "tests/image/build.sh", "--name"], check=True, capture_output=True, text=True
+).stdout.strip()
 
 
 class Sandbox:
@@ -58,6 +62,7 @@ class Sandbox:
             "PATH": f"{BIN}:{os.environ['PATH']}",
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+            "GALATEK_TEST_IMAGE": IMAGE,
         }
         return subprocess.run(
             [BIN / "ansible-playbook", "-i", self.inventory, ROOT / playbook, *args],

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the Debian 12 test-host image (systemd as PID 1) with debootstrap and import it
 # into podman. The tag is a hash of this recipe and of the CA certificates it trusts, so
-# the image is built once and rebuilt only when one of them changes.
+# the image is built once and rebuilt only when one of them changes. Callers use that exact
+# tag (`build.sh --name` prints it without building), so checkouts with different recipes
+# can share a machine; `:latest` follows the last one built.
 set -euo pipefail
 
 image_repo=localhost/galatek-debian12
@@ -11,6 +13,11 @@ packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,ipro
 
 tag=$(cat "$0" "${extra_cas[@]}" | sha256sum | cut -c1-12)
 image="$image_repo:$tag"
+
+if [ "${1:-}" = --name ]; then
+  echo "$image"
+  exit 0
+fi
 
 if podman image exists "$image"; then
   podman tag "$image" "$image_repo:latest"
