@@ -17,6 +17,8 @@ from tests.sandbox import ROOT
 pytestmark = pytest.mark.e2e
 
 IMAGE = os.environ.get("GALATEK_TEST_IMAGE", "localhost/galatek-debian12:latest")
+# Below this machine's hard limits, as for every test host (TESTING-ENV: no CAP_SYS_RESOURCE).
+LIMITS = ("--ulimit=nofile=8192:8192", "--ulimit=nproc=8192:8192")
 
 
 def in_bare_host(script: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -28,14 +30,15 @@ def in_bare_host(script: str, timeout: float = 900) -> subprocess.CompletedProce
         capture_output=True,
     ).stdout
     archive = subprocess.run(
-        ["tar", "-c", "--null", "-T", "-", "-C", ROOT],
+        ["tar", "-c", "--null", "-T", "-"],
+        cwd=ROOT,
         input=files,
         check=True,
         capture_output=True,
     ).stdout
     command = "mkdir /src && tar -x -C /src && cd /src && " + script
     result = subprocess.run(
-        ["podman", "run", "--rm", "-i", "--runtime=runc", IMAGE, "bash", "-euo", "pipefail", "-c"]
+        ["podman", "run", "--rm", "-i", "--runtime=runc", *LIMITS, IMAGE, "bash", "-euo", "pipefail", "-c"]
         + [command],
         input=archive,
         capture_output=True,
@@ -58,7 +61,7 @@ def bare_host_run():
         " && make deps venv"
         " && podman --version && runc --version && .venv/bin/ansible-playbook --version"
         " && echo BOOTSTRAP-OK"
-        " && { make deps APT_PACKAGES='curl galatek-no-such-package'; echo rc=$?; }"
+        " && { make deps APT_PACKAGES='curl galatek-no-such-package' || echo rc=$?; }"
     )
 
 
