@@ -28,9 +28,12 @@ DOOR = "/hooks/christmas-signup"
 # Names of throwaway hosts start with this, so two checkouts can test side by side.
 PREFIX = os.environ.get("GALATEK_TEST_PREFIX", "")
 # The test-host image of this checkout's recipe (what `make image` built).
-IMAGE = os.environ.get("GALATEK_TEST_IMAGE") or subprocess.run(
-    [ROOT / "tests/image/build.sh", "--name"], check=True, capture_output=True, text=True
-).stdout.strip()
+IMAGE = (
+    os.environ.get("GALATEK_TEST_IMAGE")
+    or subprocess.run(
+        [ROOT / "tests/image/build.sh", "--name"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+)
 
 
 class Sandbox:

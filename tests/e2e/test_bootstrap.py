@@ -7,16 +7,14 @@ of the repo and runs `make deps venv`, as a new teammate or a new CI machine wou
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 
-from tests.sandbox import ROOT
+from tests.sandbox import IMAGE, ROOT
 
 pytestmark = pytest.mark.e2e
 
-IMAGE = os.environ.get("GALATEK_TEST_IMAGE", "localhost/galatek-debian12:latest")
 # Below this machine's hard limits, as for every test host (TESTING-ENV: no CAP_SYS_RESOURCE).
 LIMITS = ("--ulimit=nofile=8192:8192", "--ulimit=nproc=8192:8192")
 
