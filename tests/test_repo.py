@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from configparser import ConfigParser
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import yaml
 from ansible.module_utils.compat.version import LooseVersion
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = ROOT / ".venv" / "bin"
+# The venv running pytest (`make VENV=...` may point elsewhere than .venv).
+VENV_BIN = Path(sys.executable).parent
 
 
 def test_ansible_cfg_defaults_to_the_local_sandbox():
