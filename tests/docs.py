@@ -52,7 +52,7 @@ def _default(option: dict[str, Any]) -> str:
     if option.get("required"):
         return "required"
     if "default" not in option:
-        return "computed (`defaults/main.yml`)"
+        return "see `defaults/main.yml`"
     value = option["default"]
     return f"`{value}`" if isinstance(value, str) and value else f"`{json.dumps(value)}`"
 

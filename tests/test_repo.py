@@ -71,3 +71,14 @@ def test_make_up_without_root_refuses_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[0] == (
         "error: run make as root (it installs Debian packages and runs podman)"
     )
+
+
+def test_the_controller_pins_the_prefect_release_the_hosts_run():
+    """One source for the release (roles/prefect_install/defaults/main.yml); the controller's
+    pins must name the same one, since the wheelhouse and the flow tests use them."""
+    defaults = ROOT / "roles/prefect_install/defaults/main.yml"
+    release = yaml.safe_load(defaults.read_text())["prefect_install_release"]
+    for pins in ("requirements.in", "requirements.txt"):
+        assert f"prefect=={release}\n" in (ROOT / pins).read_text(), (
+            f"{pins} must pin prefect=={release} (prefect_install_release in {defaults})"
+        )
