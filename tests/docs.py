@@ -41,7 +41,10 @@ def _text(value: str | list[str] | None) -> str:
     text = " ".join(" ".join(str(line).split()) for line in lines).strip()
     for pattern, replacement in _MARKUP:
         text = pattern.sub(replacement, text)
-    return text
+    # Markdown would take <name> outside code spans for an HTML tag and hide it.
+    parts = text.split("`")
+    parts[::2] = [part.replace("<", "&lt;").replace(">", "&gt;") for part in parts[::2]]
+    return "`".join(parts)
 
 
 def _cell(text: str) -> str:
