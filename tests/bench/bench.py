@@ -167,9 +167,7 @@ def main() -> None:
     parser.add_argument("--burst-timeout", type=float, default=3600)
     args = parser.parse_args()
 
-    box = Sandbox(
-        Path(tempfile.mkdtemp(prefix="bench-")), f"{PREFIX}bench.galatek.test", BENCH_HOST_VARS
-    )
+    box = Sandbox(Path(tempfile.mkdtemp(prefix="bench-")), f"{PREFIX}bench.galatek.test", BENCH_HOST_VARS)
     try:
         times = provision(box)
         print(f"cold provision (sandbox.yml + site.yml): {times['cold']:.0f} s")

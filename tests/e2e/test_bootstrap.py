@@ -35,19 +35,8 @@ def in_bare_host(script: str, timeout: float = 900) -> subprocess.CompletedProce
     ).stdout
     command = "mkdir /src && tar -x -C /src && cd /src && " + script
     result = subprocess.run(
-        [
-            "podman",
-            "run",
-            "--rm",
-            "-i",
-            "--runtime=runc",
-            IMAGE,
-            "bash",
-            "-euo",
-            "pipefail",
-            "-c",
-            command,
-        ],
+        ["podman", "run", "--rm", "-i", "--runtime=runc", IMAGE, "bash", "-euo", "pipefail", "-c"]
+        + [command],
         input=archive,
         capture_output=True,
         timeout=timeout,
@@ -64,8 +53,7 @@ def in_bare_host(script: str, timeout: float = 900) -> subprocess.CompletedProce
 @pytest.fixture(scope="module")
 def bare_host_run():
     return in_bare_host(
-        "apt-get update -qq"
-        " && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq make >/dev/null"
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq make >/dev/null"
         " && ! command -v podman"
         " && make deps venv"
         " && podman --version && runc --version && .venv/bin/ansible-playbook --version"
