@@ -25,10 +25,10 @@ export GALATEK_WHEELHOUSE := $(WHEELHOUSE)
 export GALATEK_TEST_IMAGE := $(shell tests/image/build.sh --name)
 export ANSIBLE_FORCE_COLOR ?= 1
 
-.PHONY: help up down test lint pytest molecule bench deps venv image wheelhouse lock preflight
+.PHONY: help up down test lint pytest e2e molecule docs bench deps venv image wheelhouse lock preflight
 
 help: ## List the targets
-	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 up: deps venv image wheelhouse ## Sandbox host, site.yml on it, then one sample signup through the door
 	$(BIN)/ansible-playbook playbooks/sandbox.yml
@@ -38,7 +38,7 @@ up: deps venv image wheelhouse ## Sandbox host, site.yml on it, then one sample 
 down: preflight ## Remove the local sandbox host
 	$(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=absent
 
-test: deps venv image wheelhouse lint pytest molecule ## Lint, pytest and every Molecule scenario
+test: deps venv image wheelhouse lint pytest e2e molecule ## Everything: lint, pytest, e2e, every Molecule scenario
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/yamllint --strict .
@@ -46,14 +46,20 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-pytest: deps venv image wheelhouse ## The Python tests (flow, fake APIs, repo checks, the whole path end to end)
-	$(BIN)/pytest
+pytest: venv ## Fast lane, no test host: flow, fake APIs, repo and docs checks (pytest -m "not e2e")
+	$(BIN)/pytest -m "not e2e"
+
+e2e: deps venv image wheelhouse ## Tests on fresh test hosts: bootstrap from nothing, the whole path (pytest -m e2e)
+	$(BIN)/pytest -m e2e
 
 molecule: venv image wheelhouse ## Every role's Molecule scenario on real systemd hosts
 	@for role in $(ROLES); do \
 	  echo "=== molecule: $$role"; \
 	  ( cd roles/$$role && MOLECULE_HOST=$${GALATEK_TEST_PREFIX:-}$$role $(BIN)/molecule test ) || exit 1; \
 	done
+
+docs: venv ## Regenerate the variable section of every role README from meta/argument_specs.yml
+	$(BIN)/python -m tests.docs
 
 bench: deps venv image wheelhouse ## Benchmark a fresh sandbox host (prints figures; ~30 min)
 	$(BIN)/python -m tests.bench.bench

@@ -24,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 GROUPS = ("sandbox", "fake_saas", "prefect_server", "prefect_worker", "nginx_edge")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-DOOR = "/hooks/christmas-signup"
+# The signup door's path, from the campaign list both inventories share.
+CAMPAIGNS = yaml.safe_load(
+    (ROOT / "inventories/production/group_vars/all/campaigns.yml").read_text()
+)
+DOOR = f"/hooks/{CAMPAIGNS['galatek_campaign_name']}"
 # Names of throwaway hosts start with this, so two checkouts can test side by side.
 PREFIX = os.environ.get("GALATEK_TEST_PREFIX", "")
 # The test-host image of this checkout's recipe (what `make image` built).

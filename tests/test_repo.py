@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from configparser import ConfigParser
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import yaml
 from ansible.module_utils.compat.version import LooseVersion
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = ROOT / ".venv" / "bin"
+# The venv running pytest (`make VENV=...` may point elsewhere than .venv).
+VENV_BIN = Path(sys.executable).parent
 
 
 def test_ansible_cfg_defaults_to_the_local_sandbox():
@@ -69,3 +71,14 @@ def test_make_up_without_root_refuses_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[0] == (
         "error: run make as root (it installs Debian packages and runs podman)"
     )
+
+
+def test_the_controller_pins_the_prefect_release_the_hosts_run():
+    """One source for the release (roles/prefect_install/defaults/main.yml); the controller's
+    pins must name the same one, since the wheelhouse and the flow tests use them."""
+    defaults = ROOT / "roles/prefect_install/defaults/main.yml"
+    release = yaml.safe_load(defaults.read_text())["prefect_install_release"]
+    for pins in ("requirements.in", "requirements.txt"):
+        assert f"prefect=={release}\n" in (ROOT / pins).read_text(), (
+            f"{pins} must pin prefect=={release} (prefect_install_release in {defaults})"
+        )
