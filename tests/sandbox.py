@@ -22,7 +22,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
-GROUPS = ("sandbox", "fake_saas", "prefect_server", "prefect_worker", "nginx_edge")
+GROUPS = (
+    "sandbox",
+    "fake_saas",
+    "prefect_database",
+    "prefect_server",
+    "prefect_worker",
+    "nginx_edge",
+)
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 # The signup door's path, from the campaign list both inventories share.
 CAMPAIGNS = yaml.safe_load(

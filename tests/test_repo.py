@@ -26,7 +26,7 @@ def test_ansible_cfg_defaults_to_the_local_sandbox():
 def test_production_host_is_in_every_function_group():
     hosts = yaml.safe_load((ROOT / "inventories/production/hosts.yml").read_text())
     groups = hosts["all"]["children"]
-    for group in ("prefect_server", "prefect_worker", "nginx_edge"):
+    for group in ("prefect_database", "prefect_server", "prefect_worker", "nginx_edge"):
         assert "prefect.galatek.dev" in groups[group]["hosts"], group
 
 
