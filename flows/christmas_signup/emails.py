@@ -31,7 +31,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from christmas_signup.inputs import Signup
-from christmas_signup.resilience import RESEND_LIMIT, call_api, retry_on_transient
+from christmas_signup.resilience import RESEND_LIMIT, call_api
 from christmas_signup.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -153,8 +153,6 @@ def configure(settings: Settings) -> None:
     name="resend-send-email",
     task_run_name="resend-send-{message.step}",
     cache_policy=NO_CACHE,
-    retries=4,
-    retry_condition_fn=retry_on_transient,
 )
 def send_email(message: Message, sender: str) -> str:
     """Send (or schedule) one email; returns the Resend email id."""

@@ -3,7 +3,9 @@
 * Each API call is its own Prefect task, so a retry repeats only what failed.
 * Tasks retry (Prefect ``retries`` with exponential back-off and jitter) only
   for transient errors: HTTP 429, HTTP 5xx, timeouts and connection errors.
-  Validation, auth and other 4xx errors fail at once.
+  Validation, auth and other 4xx errors fail at once. These options live in
+  one place, :func:`api_task_options`, which the flow applies to every API
+  task (the task decorators carry none).
 * ``Retry-After`` is honoured by waiting it out (capped) inside the task before
   the error is raised, so the next attempt never comes earlier than the API
   asked; the back-off then adds its own short delay.
