@@ -14,9 +14,15 @@ Standard library only (it also runs as a service on a bare Debian host with
   ``GET /emails/{id}``. A missing key answers 401 ``missing_api_key``, a wrong
   one 403 ``invalid_api_key``; errors are
   ``{"statusCode": ..., "name": ..., "message": ...}``. ``Idempotency-Key``:
-  the same key with the same body within 24 h returns the original id, with a
-  different body 409 ``invalid_idempotent_request``. ``scheduled_at`` must be
+  at most 256 characters (else 400 ``invalid_idempotency_key``); the same key
+  with the same body within 24 h returns the original id, with a different body
+  409 ``invalid_idempotent_request``, and while the first request with that key is
+  still being processed 409 ``concurrent_idempotent_requests`` (how long a send
+  takes: config ``resend_processing_seconds``, default 0). ``scheduled_at`` must be
   ISO 8601, in the future and at most 30 days ahead, else 422.
+* A Slack-compatible incoming webhook: ``POST /services/...`` with JSON
+  ``{"text": ...}`` answers 200 ``ok`` (plain text), else 400 ``invalid_payload``;
+  what it received is in ``webhooks`` of the state.
 * Rate limits (token buckets, per token): Notion 3 requests/s with a burst of
   10, Resend 2 requests/s with a burst of 2; over the limit answers 429 with
   ``Retry-After`` (seconds). A rate of 0 turns a limit off.
@@ -24,7 +30,7 @@ Standard library only (it also runs as a service on a bare Debian host with
 Control endpoints (no auth), for tests and demos:
 
 * ``GET /_fake/health`` -> ``{"ok": true}``
-* ``GET /_fake/state`` -> ``{"pages": [...], "emails": [...], "requests": [...],
+* ``GET /_fake/state`` -> ``{"pages": [...], "emails": [...], "webhooks": [...], "requests": [...],
   "faults": [...], "config": {...}}``; ``requests`` logs every API request
   (service, method, path, status, idempotency_key)
 * ``POST /_fake/reset`` -> forget pages, emails, idempotency keys, faults, the
@@ -35,11 +41,14 @@ Control endpoints (no auth), for tests and demos:
   matching requests through, then answers the next ``count`` ones with
   ``status`` (and ``Retry-After: retry_after`` when given), after sleeping
   ``delay`` seconds. ``status: null`` with a ``delay`` only slows requests down.
+  With ``seconds``, the fault answers every matching request for that many
+  seconds after it was added (an outage), whatever ``count`` says.
   E.g. ``{"service": "notion", "status": 429, "count": 2, "retry_after": 1}`` or
   ``{"service": "resend", "method": "POST", "path": "/emails", "skip": 1,
   "status": 500}``.
 * ``POST /_fake/config`` with any of ``notion_rate``, ``notion_burst``,
-  ``resend_rate``, ``resend_burst`` to change the rate limits at run time.
+  ``resend_rate``, ``resend_burst``, ``resend_processing_seconds`` to change
+  them at run time.
 """
 
 from .common import (

@@ -42,6 +42,12 @@ class Fault:
     path: str | None = None
     retry_after: float | None = None
     delay: float = 0.0
+    seconds: float | None = None
+    added: float = field(default_factory=time.monotonic)
+
+    def expired(self) -> bool:
+        """A fault with ``seconds`` answers every matching request for that long."""
+        return self.seconds is not None and time.monotonic() - self.added > self.seconds
 
     def matches(self, service: str, method: str, path: str) -> bool:
         return (

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,8 @@ class ResendApi:
     lock: Any
     emails: dict[str, dict[str, Any]]
     idempotency: dict[str, dict[str, Any]]
+    in_progress: set[str]
+    rates: dict[str, float]
 
     def resend_send(self, body: Any, key: str | None) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -50,44 +53,71 @@ class ResendApi:
         if scheduled_at is not None:
             _check_scheduled_at(scheduled_at)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        if key is not None:
+            if not 1 <= len(key) <= 256:
+                raise ApiError(
+                    400, "invalid_idempotency_key", "The key must be between 1-256 chars."
+                )
+            replay = self._claim_key(key, digest)
+            if replay is not None:
+                return replay
+        try:
+            # The time Resend takes to accept an email: a second request with the same
+            # key meanwhile is answered 409 concurrent_idempotent_requests.
+            time.sleep(self.rates["resend_processing_seconds"])
+            with self.lock:
+                email_id = str(uuid.uuid4())
+                self.emails[email_id] = {
+                    "object": "email",
+                    "id": email_id,
+                    "from": body["from"],
+                    "to": recipients,
+                    "subject": body["subject"],
+                    "html": body.get("html"),
+                    "text": body.get("text"),
+                    "cc": body.get("cc"),
+                    "bcc": body.get("bcc"),
+                    "reply_to": body.get("reply_to"),
+                    "created_at": iso(now()),
+                    "scheduled_at": scheduled_at,
+                    "last_event": "scheduled" if scheduled_at else "delivered",
+                    "idempotency_key": key,
+                }
+                if key is not None:
+                    self.idempotency[key] = {"digest": digest, "id": email_id, "at": now()}
+                return {"id": email_id}
+        finally:
+            if key is not None:
+                with self.lock:
+                    self.in_progress.discard(key)
+
+    def _claim_key(self, key: str, digest: str) -> dict[str, Any] | None:
+        """Mark ``key`` in progress; return the original answer when it was used already.
+
+        As Resend documents: the same key with the same payload within 24 h answers
+        the original email's id, with another payload 409 ``invalid_idempotent_request``
+        (not retryable), and while the first request is still in progress 409
+        ``concurrent_idempotent_requests`` (retry later).
+        """
         with self.lock:
-            if key is not None:
-                if not 1 <= len(key) <= 256:
+            if key in self.in_progress:
+                raise ApiError(
+                    409,
+                    "concurrent_idempotent_requests",
+                    "Same idempotency key used while original request is still in progress.",
+                )
+            seen = self.idempotency.get(key)
+            if seen and now() - seen["at"] < IDEMPOTENCY_TTL:
+                if seen["digest"] != digest:
                     raise ApiError(
-                        400,
-                        "invalid_idempotency_key",
-                        "The key must be between 1-256 chars.",
+                        409,
+                        "invalid_idempotent_request",
+                        "Same idempotency key used with a different request payload. "
+                        "Change your idempotency key or payload.",
                     )
-                seen = self.idempotency.get(key)
-                if seen and now() - seen["at"] < IDEMPOTENCY_TTL:
-                    if seen["digest"] != digest:
-                        raise ApiError(
-                            409,
-                            "invalid_idempotent_request",
-                            "Same idempotency key used with a different request payload. "
-                            "Change your idempotency key or payload.",
-                        )
-                    return {"id": seen["id"]}
-            email_id = str(uuid.uuid4())
-            self.emails[email_id] = {
-                "object": "email",
-                "id": email_id,
-                "from": body["from"],
-                "to": recipients,
-                "subject": body["subject"],
-                "html": body.get("html"),
-                "text": body.get("text"),
-                "cc": body.get("cc"),
-                "bcc": body.get("bcc"),
-                "reply_to": body.get("reply_to"),
-                "created_at": iso(now()),
-                "scheduled_at": scheduled_at,
-                "last_event": "scheduled" if scheduled_at else "delivered",
-                "idempotency_key": key,
-            }
-            if key is not None:
-                self.idempotency[key] = {"digest": digest, "id": email_id, "at": now()}
-            return {"id": email_id}
+                return {"id": seen["id"]}
+            self.in_progress.add(key)
+            return None
 
     def resend_get(self, email_id: str) -> dict[str, Any]:
         with self.lock:

@@ -51,6 +51,7 @@ class FakeSaaS(NotionApi, ResendApi):
             "notion_burst": notion_burst,
             "resend_rate": resend_rate,
             "resend_burst": resend_burst,
+            "resend_processing_seconds": 0.0,
         }
         self.schema = {
             name: {"id": hashlib.sha1(name.encode()).hexdigest()[:4], "type": kind}
@@ -64,6 +65,8 @@ class FakeSaaS(NotionApi, ResendApi):
             self.pages: dict[str, dict[str, Any]] = {}
             self.emails: dict[str, dict[str, Any]] = {}
             self.idempotency: dict[str, dict[str, Any]] = {}
+            self.in_progress: set[str] = set()
+            self.webhooks: list[dict[str, Any]] = []
             self.faults: list[Fault] = []
             self.requests: list[dict[str, Any]] = []
             self.buckets: dict[tuple[str, str], Bucket] = {}
@@ -82,6 +85,7 @@ class FakeSaaS(NotionApi, ResendApi):
                 {
                     "pages": list(self.pages.values()),
                     "emails": list(self.emails.values()),
+                    "webhooks": self.webhooks,
                     "requests": self.requests,
                     "faults": [f.__dict__ for f in self.faults],
                     "config": {
@@ -95,7 +99,7 @@ class FakeSaaS(NotionApi, ResendApi):
     # -- faults and rate limits ------------------------------------------------
 
     def add_faults(self, specs: list[dict[str, Any]]) -> None:
-        known = set(Fault.__dataclass_fields__)
+        known = set(Fault.__dataclass_fields__) - {"added"}
         with self.lock:
             for spec in specs:
                 unknown = set(spec) - known
@@ -105,9 +109,14 @@ class FakeSaaS(NotionApi, ResendApi):
 
     def take_fault(self, service: str, method: str, path: str) -> Fault | None:
         with self.lock:
-            for fault in self.faults:
+            for fault in list(self.faults):
                 if not fault.matches(service, method, path):
                     continue
+                if fault.seconds is not None:
+                    if fault.expired():
+                        self.faults.remove(fault)
+                        continue
+                    return fault
                 if fault.skip > 0:
                     fault.skip -= 1
                     return None
@@ -180,6 +189,8 @@ class Handler(BaseHTTPRequestHandler):
             self._api("notion", method, path, body)
         elif path.startswith("/emails"):
             self._api("resend", method, path, body)
+        elif path.startswith("/services/") and method == "POST":
+            self._webhook(path, body)
         else:
             self._send(404, {"error": f"no route for {method} {path}"})
 
@@ -204,6 +215,34 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(404, {"error": f"no route for {method} {path}"})
         except (ApiError, TypeError, ValueError) as exc:
             self._send(400, {"error": str(exc)})
+
+    def _webhook(self, path: str, body: Any) -> None:
+        """A Slack-style incoming webhook (``POST /services/...`` with ``{"text": ...}``).
+
+        Slack answers 200 with the plain-text body ``ok``, and 400 ``invalid_payload``
+        when the JSON is missing or has no ``text``.
+        """
+        state = self.server.state
+        valid = isinstance(body, dict) and isinstance(body.get("text"), str) and body["text"]
+        with state.lock:
+            if valid:
+                state.webhooks.append({"path": path, "body": body, "at": iso(now())})
+            state.requests.append(
+                {
+                    "service": "webhook",
+                    "method": "POST",
+                    "path": path,
+                    "status": 200 if valid else 400,
+                    "idempotency_key": None,
+                    "at": iso(now()),
+                }
+            )
+        data = b"ok" if valid else b"invalid_payload"
+        self.send_response(200 if valid else 400)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _api(self, service: str, method: str, path: str, body: Any) -> None:
         state = self.server.state
@@ -329,7 +368,7 @@ def _code_for(service: str, status: int) -> str:
         401: "missing_api_key",
         403: "invalid_api_key",
         404: "not_found",
-        409: "invalid_idempotent_request",
+        409: "concurrent_idempotent_requests",
         422: "validation_error",
         429: "rate_limit_exceeded",
     }
