@@ -14,6 +14,7 @@ import os
 import ssl
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,18 @@ class Sandbox:
             headers["Idempotency-Key"] = key
         return self.https("POST", DOOR, json=body, headers=headers)
 
+    def signup_patiently(
+        self, body: dict[str, Any], key: str | None = None, tries: int = 20
+    ) -> httpx.Response:
+        """A signup as the README asks a website to send it: 429 and 503 are sent again
+        after ``Retry-After``, with the same Idempotency-Key."""
+        for _ in range(tries):
+            answer = self.signup(body, key)
+            if answer.status_code not in {429, 503}:
+                break
+            time.sleep(float(answer.headers.get("Retry-After") or 2))
+        return answer
+
     def count_runs(self) -> int:
         deployment_id = self.recorded_ids()["prefect_deploy_deployment_id"]
         body = {"deployments": {"id": {"any_": [deployment_id]}}}
@@ -196,7 +209,7 @@ class Sandbox:
                 "delay": 30,
             },
         )
-        answer = self.signup(sample_signup(email))
+        answer = self.signup_patiently(sample_signup(email), key=str(uuid.uuid4()))
         answer.raise_for_status()
         run_id = answer.json()["flow_run_id"]
         deadline = time.monotonic() + 180

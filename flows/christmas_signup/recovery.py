@@ -12,7 +12,7 @@ busy). Each run looks at the signup deployment's runs and decides, with
   heartbeats stopped as ``Crashed``): **run again**, the same flow run (same id,
   same parameters, so one re-run at a time per signup), set to ``AwaitingRetry``
   after a back-off that doubles with every attempt (``first_delay_seconds``,
-  capped at ``max_delay_seconds``), never past the end of the window;
+  default 20 s, capped at ``max_delay_seconds``), never past the end of the window;
 * ``Failed`` for any other reason (validation, a 4xx that is not 429 or Resend's
   concurrent-request 409, a bug): permanent, **abandon** at once;
 * ``Pending`` for longer than ``pending_timeout_seconds`` (its worker died before
@@ -125,7 +125,7 @@ def _candidates(client: Any, deployment_id: UUID, now: datetime) -> list[FlowRun
 def recover_signups(
     signup_deployment_id: UUID,
     window_hours: float = 24.0,
-    first_delay_seconds: float = 60.0,
+    first_delay_seconds: float = 20.0,
     max_delay_seconds: float = 3600.0,
     pending_timeout_seconds: float = 900.0,
 ) -> dict[str, list[str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -17,6 +18,13 @@ from tests.sandbox import ONCALL, PREFIX, STEPS, Sandbox, sample_signup
 
 pytestmark = pytest.mark.e2e
 
+# Door limits high enough that these tests measure recovery, not the door's rate limiter.
+HOST_VARS = {
+    "nginx_edge_door_rate": "600r/m",
+    "nginx_edge_door_burst": 100,
+    "nginx_edge_door_global_rate": "600r/m",
+    "nginx_edge_door_global_burst": 100,
+}
 WORKER_ROLE = """\
 - name: Apply the worker role (a settings change restarts the worker through its handler)
   hosts: prefect_worker
@@ -27,7 +35,7 @@ WORKER_ROLE = """\
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    box = Sandbox(tmp_path_factory.mktemp("recovery"), f"{PREFIX}recovery.galatek.test")
+    box = Sandbox(tmp_path_factory.mktemp("recovery"), f"{PREFIX}recovery.galatek.test", HOST_VARS)
     box.down()
     box.up()
     yield box
@@ -66,7 +74,7 @@ def test_a_killed_worker_loses_no_signup(fake):
 
 def test_a_notion_outage_of_two_minutes_is_waited_out_without_an_alert(fake):
     fake.fake("POST", "/faults", json={"service": "notion", "status": 503, "seconds": 120})
-    answer = fake.signup(sample_signup("outage@example.com"))
+    answer = fake.signup_patiently(sample_signup("outage@example.com"), key=str(uuid.uuid4()))
     assert answer.status_code == 202, answer.text
     got = fake.wait_sequence("outage@example.com", timeout=480)
     one_of_each(got)
@@ -79,7 +87,7 @@ def test_a_server_restart_with_ten_runs_queued_loses_and_repeats_nothing(fake):
     addresses = [f"queued{n}@example.com" for n in range(10)]
     runs = []
     for address in addresses:
-        answer = fake.signup(sample_signup(address))
+        answer = fake.signup_patiently(sample_signup(address), key=str(uuid.uuid4()))
         assert answer.status_code == 202, answer.text
         runs.append(answer.json()["flow_run_id"])
     fake.exec("systemctl", "restart", "prefect-server")
@@ -95,7 +103,7 @@ def test_two_identical_signups_at_the_same_instant_make_one_contact(fake):
 
     def send() -> None:
         start.wait()
-        answers.append(fake.signup(sample_signup("twice@example.com")))
+        answers.append(fake.signup_patiently(sample_signup("twice@example.com")))
 
     threads = [threading.Thread(target=send) for _ in range(2)]
     for thread in threads:
@@ -113,7 +121,7 @@ def test_two_identical_signups_at_the_same_instant_make_one_contact(fake):
 def test_a_permanent_failure_alerts_once_and_is_not_retried(fake):
     # Resend refuses the sender (403) on the first send of this signup.
     fake.fake("POST", "/faults", json={"service": "resend", "method": "POST", "status": 403})
-    answer = fake.signup(sample_signup("refused@example.com"))
+    answer = fake.signup_patiently(sample_signup("refused@example.com"), key=str(uuid.uuid4()))
     assert answer.status_code == 202, answer.text
     run_id = answer.json()["flow_run_id"]
     assert wait_state(fake, run_id, {"Abandoned"}, 240) == "Abandoned"
@@ -146,9 +154,9 @@ def test_a_role_triggered_worker_restart_during_a_run_still_sends_everything(fak
     fake.fake(
         "POST",
         "/faults",
-        json={"service": "resend", "method": "POST", "skip": 1, "status": None, "delay": 60},
+        json={"service": "resend", "method": "POST", "skip": 1, "status": None, "delay": 150},
     )
-    answer = fake.signup(sample_signup("restarted@example.com"))
+    answer = fake.signup_patiently(sample_signup("restarted@example.com"), key=str(uuid.uuid4()))
     assert answer.status_code == 202, answer.text
     deadline = time.monotonic() + 120
     while not fake.received("restarted@example.com")["emails"] and time.monotonic() < deadline:
@@ -161,7 +169,7 @@ def test_a_role_triggered_worker_restart_during_a_run_still_sends_everything(fak
     assert result.returncode == 0, result.stdout[-3000:]
     after = fake.exec("systemctl", "show", "-P", "InvocationID", "prefect-worker").strip()
     assert before != after  # the role restarted the worker
-    got = fake.wait_sequence("restarted@example.com", timeout=420)
+    got = fake.wait_sequence("restarted@example.com", timeout=480)
     one_of_each(got)
     assert len(got["emails"]) == STEPS
     result = fake.playbook(str(playbook))  # back to the inventory's settings
