@@ -81,6 +81,7 @@ def decide(  # noqa: PLR0911 - one return per rule reads best here
         return Decision(WAIT)
     message = state.message or ""
     window_end = run.created + window
+    hours = f"{window.total_seconds() / 3600:g} h"
     if state.type == StateType.FAILED and state.name != ABANDONED:
         if TransientSignupError.__name__ not in message:
             return Decision(ABANDON, f"permanent error, not retried: {message}")
@@ -91,11 +92,11 @@ def decide(  # noqa: PLR0911 - one return per rule reads best here
     elif state.type == StateType.SCHEDULED:
         if now < window_end:
             return Decision(WAIT)
-        return Decision(ABANDON, f"not run within the {window} retry window ({state.name})")
+        return Decision(ABANDON, f"not run within the {hours} retry window ({state.name})")
     elif state.type != StateType.CRASHED:
         return Decision(WAIT)
     if now >= window_end:
-        return Decision(ABANDON, f"still failing after the {window} retry window: {message}")
+        return Decision(ABANDON, f"still failing after the {hours} retry window: {message}")
     attempts = max(run.run_count, 1)
     delay = min(first_delay * 2 ** (attempts - 1), max_delay)
     when = min(now + delay, window_end)

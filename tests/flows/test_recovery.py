@@ -54,7 +54,9 @@ def test_a_permanent_failure_is_abandoned_at_once():
 
 def test_the_window_ends_retries():
     old = timedelta(hours=24, minutes=1)
-    assert decide(run(StateType.CRASHED, age=old), NOW, **LIMITS).action == ABANDON
+    decision = decide(run(StateType.CRASHED, "missing heartbeats", age=old), NOW, **LIMITS)
+    assert decision.action == ABANDON
+    assert decision.reason == "still failing after the 24 h retry window: missing heartbeats"
     assert decide(run(StateType.SCHEDULED, name="Late", age=old), NOW, **LIMITS).action == ABANDON
     # a retry is never scheduled past the window's end
     nearly = run(StateType.FAILED, TRANSIENT, age=timedelta(hours=23, minutes=59, seconds=30))
