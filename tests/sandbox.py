@@ -14,6 +14,7 @@ import os
 import ssl
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,18 @@ class Sandbox:
             headers["Idempotency-Key"] = key
         return self.https("POST", DOOR, json=body, headers=headers)
 
+    def signup_patiently(
+        self, body: dict[str, Any], key: str | None = None, tries: int = 20
+    ) -> httpx.Response:
+        """A signup as the README asks a website to send it: 429 and 503 are sent again
+        after ``Retry-After``, with the same Idempotency-Key."""
+        for _ in range(tries):
+            answer = self.signup(body, key)
+            if answer.status_code not in {429, 503}:
+                break
+            time.sleep(float(answer.headers.get("Retry-After") or 2))
+        return answer
+
     def count_runs(self) -> int:
         deployment_id = self.recorded_ids()["prefect_deploy_deployment_id"]
         body = {"deployments": {"id": {"any_": [deployment_id]}}}
@@ -170,8 +183,68 @@ class Sandbox:
         response.raise_for_status()
         return response.json()
 
+    # --- what a contact and on-call received -----------------------------------------
+    def received(self, email: str) -> dict[str, Any]:
+        """The fake's pages and emails for one address, and every on-call alert."""
+        state = self.fake("GET", "/state")
+        return {
+            "pages": [p for p in state["pages"] if p["properties"]["Email"]["email"] == email],
+            "emails": [e for e in state["emails"] if e["to"] == [email]],
+            "alerts": [e for e in state["emails"] if e["to"] == [ONCALL]],
+            "webhooks": state["webhooks"],
+        }
+
+    def wait_sequence(self, email: str, timeout: float) -> dict[str, Any]:
+        """Wait until ``email`` has its 4 emails (or the timeout); return what it received."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.received(email)
+            if len(got["emails"]) >= STEPS or time.monotonic() > deadline:
+                return got
+            time.sleep(2)
+
+    def run_state(self, run_id: str) -> str:
+        """The run's state name; tolerates a server that is restarting."""
+        for _ in range(60):
+            try:
+                return self.api("GET", f"/flow_runs/{run_id}")["state"]["name"]
+            except (httpx.HTTPError, OSError):
+                time.sleep(2)
+        raise TimeoutError(f"no answer about flow run {run_id}")
+
+    def kill_worker_mid_sequence(self, email: str, timeout: float = 600) -> tuple[float, str]:
+        """SIGKILL every process of prefect-worker.service while ``email``'s second email is
+        being sent; return the seconds from the kill to the sequence complete, and the run."""
+        # The second send takes 30 s at the fake: the run is between two sends.
+        self.fake(
+            "POST",
+            "/faults",
+            json={
+                "service": "resend",
+                "method": "POST",
+                "path": "/emails",
+                "skip": 1,
+                "status": None,
+                "delay": 30,
+            },
+        )
+        answer = self.signup_patiently(sample_signup(email), key=str(uuid.uuid4()))
+        answer.raise_for_status()
+        run_id = answer.json()["flow_run_id"]
+        deadline = time.monotonic() + 180
+        while len(self.received(email)["emails"]) < 1 and time.monotonic() < deadline:
+            time.sleep(1)
+        time.sleep(3)  # the second send is under way
+        self.exec("systemctl", "kill", "--signal=SIGKILL", "prefect-worker.service")
+        killed = time.monotonic()
+        self.wait_sequence(email, timeout)
+        return time.monotonic() - killed, run_id
+
 
 CA_PATH = "/etc/nginx/edge-tls/ca.crt"
+# The sandbox's on-call address (inventories/local/group_vars/all/main.yml).
+ONCALL = "oncall@galatek.test"
+STEPS = 4  # emails in a sequence
 
 
 def sample_signup(email: str = "ada@example.com") -> dict[str, Any]:

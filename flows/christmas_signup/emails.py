@@ -14,12 +14,14 @@ day-10-offer   10 days  the Christmas review-call offer
 
 Each step has an HTML (autoescaped) and a text Jinja2 template in
 ``templates/``; the segment picks the copy inside them. Every send carries the
-idempotency key ``<step>/<email>``, so a retried send within Resend's 24 h key
+idempotency key ``<step>/<sha256 of the address>`` (at most 77 characters, within
+Resend's 256 for any address), so a retried send within Resend's 24 h key
 lifetime returns the original email instead of sending a second one.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +33,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from christmas_signup.inputs import Signup
-from christmas_signup.resilience import RESEND_LIMIT, call_api, retry_on_transient
+from christmas_signup.resilience import RESEND_LIMIT, call_api
 from christmas_signup.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -106,8 +108,12 @@ def _environments() -> tuple[Environment, Environment]:
 
 
 def idempotency_key(step: str, email: str) -> str:
-    """The stable Resend idempotency key of one step for one contact."""
-    return f"{step}/{email}"
+    """The stable Resend idempotency key of one step for one contact.
+
+    The address is hashed: an address may be up to 254 characters, Resend's keys
+    at most 256, and the key then carries no personal data into logs.
+    """
+    return f"{step}/{hashlib.sha256(email.encode()).hexdigest()}"
 
 
 def format_scheduled_at(when: datetime) -> str:
@@ -153,8 +159,6 @@ def configure(settings: Settings) -> None:
     name="resend-send-email",
     task_run_name="resend-send-{message.step}",
     cache_policy=NO_CACHE,
-    retries=4,
-    retry_condition_fn=retry_on_transient,
 )
 def send_email(message: Message, sender: str) -> str:
     """Send (or schedule) one email; returns the Resend email id."""

@@ -9,13 +9,19 @@ Order of work, each API call a separate retried task:
 1. validate the parameters (:class:`christmas_signup.inputs.Signup`), fail on error;
 2. with ``dry_run=True``: render every email and return a summary, no API call;
 3. load the secrets (fail naming any that is missing);
-4. resolve the Notion data source, upsert the contact by email;
-5. if the contact's ``Sequence Status`` is already ``Scheduled``, stop: nothing new
+4. take the address's lock (``signup-lock-<n>``, see ``resilience.py``), so two
+   runs for one address never work at the same time;
+5. resolve the Notion data source, upsert the contact by email;
+6. if the contact's ``Sequence Status`` is already ``Scheduled``, stop: nothing new
    is sent;
-6. send the steps not yet recorded on the contact, in order, stopping at the
-   first failure;
-7. write the status and the email ids back to the contact, then fail the run
-   if a step failed (a later signup sends only the missing steps).
+7. send the steps not yet recorded on the contact, in order; each email's Resend
+   id is written to the contact as soon as it is sent, so a run killed between
+   two sends is resumed by the next run at the first unsent step (a send whose id
+   was not recorded is repeated with the same idempotency key, and Resend answers
+   with the original email instead of sending it twice);
+8. on a failure, mark the contact ``Partial`` and fail the run: with
+   :class:`TransientSignupError` when the cause passes (429, 5xx, timeouts;
+   the recovery runs it again), with the original error otherwise (permanent).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
 
 from christmas_signup import emails, notion
 from christmas_signup.inputs import (
@@ -37,8 +44,14 @@ from christmas_signup.inputs import (
     Signup,
     SystemCount,
 )
-from christmas_signup.resilience import api_task_options
-from christmas_signup.settings import load_settings, secrets_present
+from christmas_signup.resilience import (
+    SIGNUP_LOCK_LEASE_SECONDS,
+    TransientSignupError,
+    api_task_options,
+    is_transient,
+    signup_lock_name,
+)
+from christmas_signup.settings import Settings, env_float, load_settings, secrets_present
 
 #: A stored sequence start is reused (so re-sent emails keep the same body and
 #: Resend's idempotency key matches) only while Resend still remembers the keys.
@@ -46,7 +59,8 @@ SEQUENCE_START_REUSE = timedelta(hours=23)
 
 
 class SequenceSendError(RuntimeError):
-    """One of the emails could not be sent; the others were recorded."""
+    """One of the emails could not be sent for good (a permanent error); the others
+    were recorded."""
 
 
 @flow(name="christmas-signup-handler", validate_parameters=True)
@@ -104,6 +118,27 @@ def christmas_signup_handler(  # noqa: PLR0917 - Prefect maps the parameters by 
         return summary
 
     settings = load_settings()
+    try:
+        # One run at a time per address: two identical signups at the same instant
+        # must not both find "no contact" and create two pages.
+        with concurrency(
+            signup_lock_name(signup.email),
+            occupy=1,
+            lease_duration=SIGNUP_LOCK_LEASE_SECONDS,
+            timeout_seconds=env_float("SIGNUP_LOCK_TIMEOUT_SECONDS", 600.0),
+        ):
+            summary.update(_record_and_send(signup, settings, now))
+    except Exception as exc:
+        if is_transient(exc) and not isinstance(exc, TransientSignupError):
+            raise TransientSignupError(f"{type(exc).__name__}: {exc}") from exc
+        raise
+    logger.info("%s: %s sent/scheduled", signup.email, ", ".join(summary["sent"]) or "nothing new")
+    return summary
+
+
+def _record_and_send(signup: Signup, settings: Settings, now: datetime) -> dict[str, Any]:
+    """Upsert the contact, then send each step not yet recorded on it, recording each
+    email's id on the contact as soon as it is sent."""
     names = notion.property_names(settings.notion_properties)
     options = api_task_options()
     client = notion.make_client(settings)
@@ -115,20 +150,24 @@ def christmas_signup_handler(  # noqa: PLR0917 - Prefect maps the parameters by 
     contact = notion.upsert_contact.with_options(**options)(
         client, data_source_id, signup, names, now
     )
-    summary.update(page_id=contact.page_id, created=contact.created, sent={})
-    summary["already_sent"] = sorted(contact.email_ids)
+    result: dict[str, Any] = {
+        "page_id": contact.page_id,
+        "created": contact.created,
+        "sent": {},
+        "already_sent": sorted(contact.email_ids),
+        "sequence_status": contact.status,
+    }
     if contact.status == notion.STATUS_SCHEDULED:
-        logger.info("%s already has its sequence: nothing sent", signup.email)
-        summary["sequence_status"] = contact.status
-        return summary
+        get_run_logger().info("%s already has its sequence: nothing sent", signup.email)
+        return result
 
     start = contact.sequence_start
     if start is None or now - start > SEQUENCE_START_REUSE:
         start = now
+    record = notion.record_sequence.with_options(**options)
     email_ids = dict(contact.email_ids)
-    failure: BaseException | None = None
-    failed_step = None
-    for message in emails.render_sequence(signup, start):
+    messages = emails.render_sequence(signup, start)
+    for message in messages:
         if message.step in email_ids:
             continue
         state = emails.send_email.with_options(**options)(
@@ -136,17 +175,17 @@ def christmas_signup_handler(  # noqa: PLR0917 - Prefect maps the parameters by 
         )
         if not state.is_completed():
             failure = state.result(raise_on_failure=False)
-            failed_step = message.step
-            break
+            record(client, contact.page_id, email_ids, notion.STATUS_PARTIAL, names)
+            error = TransientSignupError if is_transient(failure) else SequenceSendError
+            raise error(f"email step {message.step!r} failed: {failure}") from failure
         email_ids[message.step] = state.result()
-        summary["sent"][message.step] = email_ids[message.step]
-
-    status = notion.STATUS_PARTIAL if failure else notion.STATUS_SCHEDULED
-    notion.record_sequence.with_options(**options)(
-        client, contact.page_id, email_ids, status, names
-    )
-    summary["sequence_status"] = status
-    if failure is not None:
-        raise SequenceSendError(f"email step {failed_step!r} failed: {failure}")
-    logger.info("%s: %s sent/scheduled", signup.email, ", ".join(summary["sent"]) or "nothing")
-    return summary
+        result["sent"][message.step] = email_ids[message.step]
+        done = all(m.step in email_ids for m in messages)
+        status = notion.STATUS_SCHEDULED if done else notion.STATUS_PENDING
+        record(client, contact.page_id, email_ids, status, names)
+        result["sequence_status"] = status
+    if result["sequence_status"] != notion.STATUS_SCHEDULED:
+        # Everything was sent before, but the last status write was lost.
+        record(client, contact.page_id, email_ids, notion.STATUS_SCHEDULED, names)
+        result["sequence_status"] = notion.STATUS_SCHEDULED
+    return result

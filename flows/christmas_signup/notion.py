@@ -50,7 +50,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from christmas_signup.inputs import Signup
-from christmas_signup.resilience import NOTION_LIMIT, call_api, retry_on_transient
+from christmas_signup.resilience import NOTION_LIMIT, call_api
 from christmas_signup.settings import Settings
 
 NOTION_VERSION = "2025-09-03"
@@ -207,8 +207,6 @@ def contact_from_page(page: dict[str, Any], names: dict[str, str], created: bool
 @task(
     name="notion-resolve-data-source",
     cache_policy=NO_CACHE,
-    retries=4,
-    retry_condition_fn=retry_on_transient,
 )
 def resolve_data_source(client: Client, database_id: str) -> str:
     """The id of the database's first data source (looked up once per process)."""
@@ -241,8 +239,6 @@ def find_contact_page(
 @task(
     name="notion-upsert-contact",
     cache_policy=NO_CACHE,
-    retries=4,
-    retry_condition_fn=retry_on_transient,
 )
 def upsert_contact(
     client: Client,
@@ -283,8 +279,6 @@ def upsert_contact(
 @task(
     name="notion-record-sequence",
     cache_policy=NO_CACHE,
-    retries=4,
-    retry_condition_fn=retry_on_transient,
 )
 def record_sequence(
     client: Client, page_id: str, email_ids: dict[str, str], status: str, names: dict[str, str]

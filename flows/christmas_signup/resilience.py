@@ -3,7 +3,9 @@
 * Each API call is its own Prefect task, so a retry repeats only what failed.
 * Tasks retry (Prefect ``retries`` with exponential back-off and jitter) only
   for transient errors: HTTP 429, HTTP 5xx, timeouts and connection errors.
-  Validation, auth and other 4xx errors fail at once.
+  Validation, auth and other 4xx errors fail at once. These options live in
+  one place, :func:`api_task_options`, which the flow applies to every API
+  task (the task decorators carry none).
 * ``Retry-After`` is honoured by waiting it out (capped) inside the task before
   the error is raised, so the next attempt never comes earlier than the API
   asked; the back-off then adds its own short delay.
@@ -20,6 +22,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -38,12 +41,38 @@ T = TypeVar("T")
 NOTION_LIMIT = "notion-api"
 RESEND_LIMIT = "resend-api"
 
+#: Per-address locks: a signup holds ``signup-lock-<n>`` (one slot) while it
+#: records the contact and sends, ``n`` taken from a hash of the address, so two
+#: identical signups at the same instant run one after the other. A fixed set of
+#: locks (no cleanup needed); two addresses sharing one only wait a few seconds.
+SIGNUP_LOCK_COUNT = 16
+#: A lock's lease is renewed while its run lives; a killed run's lock frees itself
+#: when the lease ends (Prefect's minimum, 60 s).
+SIGNUP_LOCK_LEASE_SECONDS = 60.0
+
 #: Global concurrency limits to create on the server: name, limit (burst),
-#: slot_decay_per_second (average requests per second).
+#: slot_decay_per_second (average requests per second; 0: a plain lock).
 CONCURRENCY_LIMITS: tuple[dict[str, Any], ...] = (
     {"name": NOTION_LIMIT, "limit": 3, "slot_decay_per_second": 3.0},
     {"name": RESEND_LIMIT, "limit": 2, "slot_decay_per_second": 2.0},
+    *(
+        {"name": f"signup-lock-{n:02d}", "limit": 1, "slot_decay_per_second": 0.0}
+        for n in range(SIGNUP_LOCK_COUNT)
+    ),
 )
+
+
+class TransientSignupError(RuntimeError):
+    """The signup could not finish for a reason that passes (an outage, a rate limit,
+    a timeout): the recovery runs it again later. Its name in a failed run's state
+    message is how the recovery tells it from a permanent error."""
+
+
+def signup_lock_name(email: str) -> str:
+    """The lock a signup for ``email`` (already lower-cased) holds."""
+    digest = hashlib.sha256(email.encode()).digest()
+    return f"signup-lock-{int.from_bytes(digest[:4], 'big') % SIGNUP_LOCK_COUNT:02d}"
+
 
 #: Seconds to remember that a limit does not exist.
 MISSING_LIMIT_TTL = 60.0
@@ -64,12 +93,21 @@ def _status_of(exc: BaseException) -> int | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for 429, 5xx, timeouts and connection errors; False for everything else."""
-    if isinstance(exc, RequestTimeoutError | httpx.TransportError | TimeoutError):
+    """True for 429, 5xx, timeouts, connection errors and Resend's concurrent-request
+    409; False for everything else (validation, auth, other 4xx: permanent)."""
+    if isinstance(
+        exc, TransientSignupError | RequestTimeoutError | httpx.TransportError | TimeoutError
+    ):
         return True
-    if isinstance(exc, resend.exceptions.ResendError) and exc.error_type == "HttpClientError":
-        return True  # the SDK's wrapper for timeouts and connection errors
-    status = _status_of(exc)
+    if isinstance(exc, resend.exceptions.ResendError):
+        if exc.error_type == "HttpClientError":
+            return True  # the SDK's wrapper for timeouts and connection errors
+        if exc.error_type == "concurrent_idempotent_requests":
+            return True  # the same key is still being processed: retry later
+    if isinstance(exc, httpx.HTTPStatusError):  # Prefect's own API (locks, limits)
+        status: int | None = exc.response.status_code
+    else:
+        status = _status_of(exc)
     return status is not None and (status == 429 or status >= 500)
 
 

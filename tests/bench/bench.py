@@ -4,7 +4,8 @@
 
 Figures: cold provision of a fresh host; no-op reruns of site.yml and deploy.yml; door vs
 direct-API latency (p50/p99 and their ratio, interleaved in one run); signup -> COMPLETED
-(p50/p95); a burst of signups with the fake enforcing Notion's 3 requests/s: completed,
+(p50/p95); the time from a SIGKILL of the worker mid-sequence to the sequence complete;
+a burst of signups with the fake enforcing Notion's 3 requests/s: completed,
 lost, duplicate emails, and the Notion rate achieved as a share of that ceiling.
 """
 
@@ -179,6 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-rounds", type=int, default=100)
     parser.add_argument("--runs", type=int, default=10, help="signups timed to COMPLETED")
+    parser.add_argument("--kill", type=int, default=1, help="worker kills timed to recovery")
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--burst-timeout", type=float, default=3600)
     args = parser.parse_args()
@@ -196,6 +198,9 @@ def main() -> None:
             report_latency(latency(box, args.latency_rounds), args.latency_rounds)
         if args.runs:
             report_runs(end_to_end(box, args.runs), args.runs)
+        for n in range(args.kill):
+            seconds, _ = box.kill_worker_mid_sequence(f"bench-kill-{n}@example.com")
+            print(f"worker kill (SIGKILL) mid-sequence -> sequence complete: {seconds:.0f} s")
         if args.burst:
             report_burst(burst(box, args.burst, args.burst_timeout))
         print(f"answers retried by the client (429/503): {dict(RETRIED) or 'none'}")

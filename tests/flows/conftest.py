@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -19,20 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
-
-ROOT = Path(__file__).resolve().parents[2]
-for extra in (ROOT / "flows", ROOT / "tests"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-
-from fake_saas import (  # noqa: E402
+from fake_saas import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
     DEFAULT_RESEND_API_KEY,
     make_server,
 )
+from prefect.testing.utilities import prefect_test_harness
 
+ROOT = Path(__file__).resolve().parents[2]
 SENDER = "Galatek <hello@galatek.dev>"
 
 

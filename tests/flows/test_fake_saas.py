@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -148,3 +150,52 @@ def test_faults_queue(fake_saas):
     statuses = [call(fake_saas, "POST", "/emails", RESEND, email())[0] for _ in range(3)]
     assert statuses == [200, 500, 200]
     assert fake_saas.state()["faults"] == []
+
+
+def test_resend_idempotency_key_length(fake_saas):
+    longest = {**RESEND, "Idempotency-Key": "k" * 256}
+    assert call(fake_saas, "POST", "/emails", longest, email())[0] == 200
+    status, _, body = call(
+        fake_saas, "POST", "/emails", {**RESEND, "Idempotency-Key": "k" * 257}, email()
+    )
+    assert (status, body["name"]) == (400, "invalid_idempotency_key")
+
+
+def test_resend_same_key_while_in_progress_answers_409_concurrent(fake_saas):
+    fake_saas.config(resend_processing_seconds=1)
+    key = {**RESEND, "Idempotency-Key": "welcome/x"}
+    answers = []
+    first = threading.Thread(
+        target=lambda: answers.append(call(fake_saas, "POST", "/emails", key, email()))
+    )
+    first.start()
+    time.sleep(0.3)
+    status, _, body = call(fake_saas, "POST", "/emails", key, email())
+    first.join()
+    assert (status, body["name"]) == (409, "concurrent_idempotent_requests")
+    assert answers[0][0] == 200
+    # once the first is done, the same request answers with the original email
+    _, _, again = call(fake_saas, "POST", "/emails", key, email())
+    assert again["id"] == answers[0][2]["id"]
+    assert len(fake_saas.state()["emails"]) == 1
+
+
+def test_an_outage_fault_lasts_its_seconds(fake_saas):
+    fake_saas.faults({"service": "resend", "status": 503, "seconds": 1})
+    assert [call(fake_saas, "POST", "/emails", RESEND, email())[0] for _ in range(3)] == [503] * 3
+    time.sleep(1.1)
+    assert call(fake_saas, "POST", "/emails", RESEND, email())[0] == 200
+
+
+def test_slack_style_webhook(fake_saas):
+    request = urllib.request.Request(
+        fake_saas.base_url + "/services/T000/B000/XXXX",
+        data=json.dumps({"text": "hello"}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert (response.status, response.read()) == (200, b"ok")
+    [hook] = fake_saas.state()["webhooks"]
+    assert hook["body"] == {"text": "hello"}
+    assert hook["path"] == "/services/T000/B000/XXXX"

@@ -114,7 +114,13 @@ def test_register_is_idempotent_and_enforces_the_schema(prefect_server, shipped)
     second = register(prefect_server, *args)
 
     assert first == second
-    assert set(first) == {"flow_id", "deployment_id", "flow_name", "deployment_name"}
+    assert set(first) == {
+        "flow_id",
+        "deployment_id",
+        "flow_name",
+        "deployment_name",
+        "recovery_deployment_id",
+    }
     assert first["flow_name"] == "christmas-signup-handler"
     assert first["deployment_name"] == "signup"
 
@@ -202,3 +208,114 @@ def test_concurrency_limits_are_created_once(prefect_server):
     status, limit = api(f"{base}/v2/concurrency_limits/notion-api")
     assert status == 200
     assert (limit["limit"], limit["slot_decay_per_second"]) == (3, 3.0)
+
+
+def set_state(base: str, run_id: str, kind: str, message: str = "") -> None:
+    body = {"state": {"type": kind, "message": message}, "force": True}
+    status, answer = api(f"{base}/flow_runs/{run_id}/set_state", "POST", body)
+    assert status in (200, 201), answer
+
+
+def run_recovery(env: dict[str, str], shipped: Path, deployment_id: str) -> dict[str, Any]:
+    code = (
+        "import json, sys; from christmas_signup.recovery import recover_signups; "
+        "print(json.dumps(recover_signups(signup_deployment_id=sys.argv[1])))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, deployment_id],
+        env={**env, "PYTHONPATH": str(shipped)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_automations_are_created_once_and_an_abandoned_signup_alerts_once(
+    prefect_server, shipped, fake_saas
+):
+    ids = register(prefect_server, "--source-dir", str(shipped), "--work-pool", POOL)
+    base = prefect_server["PREFECT_API_URL"]
+    status, recovery = api(f"{base}/deployments/{ids['recovery_deployment_id']}")
+    assert status == 200
+    assert recovery["parameters"]["signup_deployment_id"] == ids["deployment_id"]
+    assert recovery["global_concurrency_limit"]["limit"] == 1
+    assert recovery["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    assert [s["schedule"]["interval"] for s in recovery["schedules"]] == [60.0]
+    status, signup = api(f"{base}/deployments/{ids['deployment_id']}")
+    assert signup["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
+
+    env = {
+        **prefect_server,
+        "SIGNUP_ALERT_EMAIL": "oncall@galatek.test",
+        "SIGNUP_ALERT_WEBHOOK_URL": f"{fake_saas.base_url}/services/T0/B0/secret",
+        "RESEND_API_KEY": DEFAULT_RESEND_API_KEY,
+        "RESEND_FROM": SENDER,
+        "RESEND_BASE_URL": fake_saas.base_url,
+    }
+    args = ("--automations", "--deployment-id", ids["deployment_id"])
+    first = register(env, *args)
+    second = register(env, *args)
+    assert first["changed"] is True
+    assert {i["name"]: i["action"] for i in first["items"]} == {
+        "crash-zombie-flow-runs": "created",
+        "signup-alert-email": "created",
+        "signup-alert-webhook": "created",
+        "signup-alert": "created",
+    }
+    assert second["changed"] is False, second
+    status, automations = api(f"{base}/automations/filter", "POST", {})
+    zombie = next(a for a in automations if a["name"] == "crash-zombie-flow-runs")
+    assert zombie["trigger"]["posture"] == "Proactive"
+    assert zombie["trigger"]["within"] == 90.0
+    assert zombie["actions"] == [
+        {
+            "type": "change-flow-run-state",
+            "name": None,
+            "state": "CRASHED",
+            "message": "Flow run marked as crashed due to missing heartbeats.",
+            "force": False,
+        }
+    ]
+
+    runs = {}
+    for name in ("permanent", "transient", "crashed"):
+        url = f"{base}/deployments/{ids['deployment_id']}/create_flow_run"
+        email = f"{name}@example.com"
+        status, body = api(url, "POST", {"parameters": signup_params(email=email)})
+        assert status == 201, body
+        runs[name] = body["id"]
+    set_state(base, runs["permanent"], "FAILED", "SequenceSendError: 403 invalid_api_key")
+    set_state(base, runs["transient"], "FAILED", "TransientSignupError: Notion 503")
+    set_state(base, runs["crashed"], "CRASHED", "missing heartbeats")
+
+    summary = run_recovery(prefect_server, shipped, ids["deployment_id"])
+    assert summary["abandoned"] == [runs["permanent"]]
+    assert sorted(summary["retried"]) == sorted([runs["transient"], runs["crashed"]])
+    states = {n: api(f"{base}/flow_runs/{i}")[1]["state"] for n, i in runs.items()}
+    assert (states["permanent"]["type"], states["permanent"]["name"]) == ("FAILED", "Abandoned")
+    assert states["transient"]["name"] == states["crashed"]["name"] == "AwaitingRetry"
+    # nothing is done twice
+    assert run_recovery(prefect_server, shipped, ids["deployment_id"]) == {
+        "retried": [],
+        "abandoned": [],
+    }
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        fake = fake_saas.state()
+        alerts = [e for e in fake["emails"] if e["to"] == ["oncall@galatek.test"]]
+        if alerts and fake["webhooks"]:
+            break
+        time.sleep(1)
+    time.sleep(5)  # a second notification would arrive meanwhile
+    fake = fake_saas.state()
+    [alert] = [e for e in fake["emails"] if e["to"] == ["oncall@galatek.test"]]
+    [hook] = fake["webhooks"]
+    assert "permanent@example.com" in alert["subject"]
+    assert "403 invalid_api_key" in alert["text"]
+    assert "permanent@example.com" in hook["body"]["text"]
+    for run_id in runs.values():
+        api(f"{base}/flow_runs/{run_id}", "DELETE")

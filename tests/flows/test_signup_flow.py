@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from christmas_signup import resilience
+from christmas_signup.emails import idempotency_key
 from christmas_signup.flow import christmas_signup_handler
 from christmas_signup.notion import parse_email_ids
 from christmas_signup.resilience import CONCURRENCY_LIMITS, take_slot
@@ -82,7 +84,7 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
         email = steps[step][0]
         assert email["to"] == ["jane.doe@example.com"]
         assert email["from"] == SENDER
-        assert email["idempotency_key"] == f"{step}/jane.doe@example.com"
+        assert email["idempotency_key"] == idempotency_key(step, "jane.doe@example.com")
         if days is None:
             assert email["scheduled_at"] is None
             assert email["last_event"] == "delivered"
@@ -220,7 +222,7 @@ def concurrency_limits(prefect_harness):
 
 
 def test_shared_rate_limits_space_the_requests(signup_env, concurrency_limits):
-    assert {limit["name"] for limit in concurrency_limits} == {"notion-api", "resend-api"}
+    assert {"notion-api", "resend-api"} <= {limit["name"] for limit in concurrency_limits}
     started = time.monotonic()
     for _ in range(6):
         assert take_slot("resend-api") is True
@@ -314,3 +316,120 @@ def test_secret_block_is_used_when_env_is_missing(signup_env, monkeypatch):
         assert all(e["from"] == SENDER for e in signup_env.state()["emails"])
     finally:
         Secret.delete("resend-from")
+
+
+def test_idempotency_keys_fit_resend_for_the_longest_address():
+    longest = "a" * 64 + "@" + ("b" * 63 + ".") * 2 + "c" * 61  # 254 characters
+    assert len(longest) == 254
+    keys = [idempotency_key(step, longest) for step in STEP_DELAYS]
+    assert max(len(key) for key in keys) <= 256
+    assert len(set(keys)) == 4
+    assert longest not in keys[0]  # no address in keys (they end up in logs)
+
+
+def test_each_email_is_recorded_as_soon_as_it_is_sent(signup_env, monkeypatch):
+    """A run that stops after a send but before recording it: the next run resends that
+    step with the same key (Resend answers with the original email), then goes on."""
+    monkeypatch.setenv("SIGNUP_RETRIES", "0")
+    signup_env.faults(
+        # the record of the welcome email: the first PATCH after the page was created
+        {"service": "notion", "method": "PATCH", "path": "/v1/pages/", "status": 502}
+    )
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_failed()
+    assert "TransientSignupError" in state.message
+    fake = signup_env.state()
+    assert [e["idempotency_key"].split("/")[0] for e in fake["emails"]] == ["welcome"]
+    assert parse_email_ids(plain(fake["pages"][0])["Scheduled Email IDs"]) == {}
+
+    result = christmas_signup_handler(**signup_params())
+    fake = signup_env.state()
+    steps = by_step(fake["emails"])
+    assert sorted(steps) == sorted(STEP_DELAYS)
+    assert all(len(sent) == 1 for sent in steps.values())
+    assert result["sent"]["welcome"] == steps["welcome"][0]["id"]
+    page = plain(fake["pages"][0])
+    assert parse_email_ids(page["Scheduled Email IDs"]) == {s: e[0]["id"] for s, e in steps.items()}
+    assert page["Sequence Status"] == "Scheduled"
+    # every send was followed by its record (one PATCH per email, plus the profile update)
+    patches = [r for r in fake["requests"] if r["method"] == "PATCH" and r["status"] == 200]
+    assert len(patches) == 1 + 4
+
+
+def test_a_run_resumes_at_the_first_unsent_step(signup_env, monkeypatch):
+    monkeypatch.setenv("SIGNUP_RETRIES", "0")
+    signup_env.faults(
+        {"service": "resend", "method": "POST", "path": "/emails", "skip": 2, "status": 500}
+    )
+    assert christmas_signup_handler(**signup_params(), return_state=True).is_failed()
+    page = plain(signup_env.state()["pages"][0])
+    assert sorted(parse_email_ids(page["Scheduled Email IDs"])) == ["day-2-fixes", "welcome"]
+    assert page["Sequence Status"] == "Partial"
+
+    result = christmas_signup_handler(**signup_params())
+    assert sorted(result["sent"]) == ["day-10-offer", "day-5-story"]
+    sends = [r for r in signup_env.state()["requests"] if r["path"] == "/emails"]
+    assert [r["idempotency_key"].split("/")[0] for r in sends] == [
+        "welcome",
+        "day-2-fixes",
+        "day-5-story",  # the 500
+        "day-5-story",
+        "day-10-offer",
+    ]
+
+
+def test_resend_concurrent_request_409_is_retried(signup_env):
+    signup_env.faults(
+        {"service": "resend", "method": "POST", "path": "/emails", "skip": 1, "status": 409}
+    )
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_completed(), state
+    sends = [r["status"] for r in signup_env.state()["requests"] if r["path"] == "/emails"]
+    assert sends == [200, 409, 200, 200, 200]
+
+
+def test_a_permanent_error_is_not_marked_transient(signup_env):
+    signup_env.faults({"service": "resend", "status": 403, "count": 1})
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_failed()
+    assert "TransientSignupError" not in (state.message or "")
+    assert "SequenceSendError" in state.message
+
+
+def test_an_outage_longer_than_the_task_retries_fails_as_transient(signup_env):
+    signup_env.faults({"service": "notion", "status": 503, "seconds": 30})
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_failed()
+    assert "TransientSignupError" in state.message
+    assert signup_env.state()["emails"] == []
+
+
+def test_two_identical_signups_at_the_same_instant_make_one_page_and_one_sequence(
+    signup_env, concurrency_limits
+):
+    signup_env.config(resend_processing_seconds=0.5)
+    # creating a page takes seconds: without the lock both runs find no contact
+    signup_env.faults(
+        {"service": "notion", "method": "POST", "path": "/v1/pages", "status": None, "delay": 4}
+        | {"count": 2}
+    )
+    states = []
+    threads = [
+        threading.Thread(
+            target=lambda: states.append(
+                christmas_signup_handler(**signup_params(), return_state=True)
+            )
+        )
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(states) == 2
+    assert all(state.is_completed() for state in states), states
+    fake = signup_env.state()
+    assert len(fake["pages"]) == 1
+    steps = by_step(fake["emails"])
+    assert sorted(steps) == sorted(STEP_DELAYS)
+    assert all(len(sent) == 1 for sent in steps.values())
