@@ -152,7 +152,8 @@ class Sandbox:
         return response.json()
 
 
-CA_PATH = "/etc/nginx/edge-tls/ca.crt"
+# The edge's local CA, where the nginx_edge role puts it (its one source).
+CA_PATH = yaml.safe_load((ROOT / "roles" / "nginx_edge" / "vars" / "main.yml").read_text())["nginx_edge_ca_certificate"]
 
 
 def sample_signup(email: str = "ada@example.com") -> dict[str, Any]:
