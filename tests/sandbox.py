@@ -153,7 +153,8 @@ class Sandbox:
 
 
 # The edge's local CA, where the nginx_edge role puts it (its one source).
-CA_PATH = yaml.safe_load((ROOT / "roles" / "nginx_edge" / "vars" / "main.yml").read_text())["nginx_edge_ca_certificate"]
+EDGE_VARS = yaml.safe_load((ROOT / "roles" / "nginx_edge" / "vars" / "main.yml").read_text())
+CA_PATH = EDGE_VARS["nginx_edge_ca_certificate"]
 
 
 def sample_signup(email: str = "ada@example.com") -> dict[str, Any]:
