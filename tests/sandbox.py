@@ -241,7 +241,9 @@ class Sandbox:
         return time.monotonic() - killed, run_id
 
 
-CA_PATH = "/etc/nginx/edge-tls/ca.crt"
+# The edge's local CA, where the nginx_edge role puts it (its one source).
+EDGE_VARS = yaml.safe_load((ROOT / "roles" / "nginx_edge" / "vars" / "main.yml").read_text())
+CA_PATH = EDGE_VARS["nginx_edge_ca_certificate"]
 # The sandbox's on-call address (inventories/local/group_vars/all/main.yml).
 ONCALL = "oncall@galatek.test"
 STEPS = 4  # emails in a sequence
