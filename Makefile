@@ -38,9 +38,7 @@ up: deps venv image wheelhouse ## Sandbox host, site.yml on it, then one sample 
 down: preflight ## Remove the local sandbox host
 	$(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=absent
 
-test: deps venv image wheelhouse ## Everything: lint and the fast lane, then e2e and every Molecule scenario side by side
-	$(MAKE) --no-print-directory lint pytest
-	$(MAKE) --no-print-directory -j2 --output-sync=line e2e molecule
+test: deps venv image wheelhouse lint pytest e2e molecule ## Everything: lint, the fast lane, e2e, every Molecule scenario
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/yamllint --strict .
