@@ -103,7 +103,7 @@ wheelhouse: $(WHEELHOUSE)/.built ## Wheels the hosts install Prefect from (offli
 $(WHEELHOUSE)/.built: requirements.txt $(wildcard flows/requirements.txt) | venv
 	mkdir -p $(WHEELHOUSE)
 	$(BIN)/pip wheel -q --disable-pip-version-check -w $(WHEELHOUSE) -c requirements.txt \
-	  prefect $(if $(wildcard flows/requirements.txt),-r flows/requirements.txt)
+	  prefect prefect-redis $(if $(wildcard flows/requirements.txt),-r flows/requirements.txt)
 	$(BIN)/pip wheel -q --disable-pip-version-check -w $(WHEELHOUSE) prefect==$(PREFECT_PREVIOUS)
 	touch $@
 
