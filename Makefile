@@ -13,8 +13,8 @@ CACHE       ?= /var/cache/galatek
 WHEELHOUSE  := $(CACHE)/wheelhouse
 APT_PACKAGES := podman runc debootstrap python3-venv python3-packaging python3-cryptography \
                 curl openssl
-# Roles with a Molecule scenario; `make molecule ROLES=common` runs one.
-ROLES       ?= $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml))
+# Roles with Molecule scenarios; `make molecule ROLES=common` runs one role's scenarios.
+ROLES       ?= $(sort $(foreach f,$(wildcard roles/*/molecule/*/molecule.yml),$(word 2,$(subst /, ,$(f)))))
 # A Prefect release older than the pinned one, kept in the wheelhouse for the upgrade test.
 PREFECT_PREVIOUS ?= 3.8.8
 
@@ -55,7 +55,7 @@ e2e: deps venv image wheelhouse ## Tests on fresh test hosts: bootstrap from not
 molecule: venv image wheelhouse ## Every role's Molecule scenario on real systemd hosts
 	@for role in $(ROLES); do \
 	  echo "=== molecule: $$role"; \
-	  ( cd roles/$$role && MOLECULE_HOST=$${GALATEK_TEST_PREFIX:-}$$role $(BIN)/molecule test ) || exit 1; \
+	  ( cd roles/$$role && MOLECULE_HOST=$${GALATEK_TEST_PREFIX:-}$$role $(BIN)/molecule test --all ) || exit 1; \
 	done
 
 docs: venv ## Regenerate the variable section of every role README from meta/argument_specs.yml
@@ -103,7 +103,7 @@ wheelhouse: $(WHEELHOUSE)/.built ## Wheels the hosts install Prefect from (offli
 $(WHEELHOUSE)/.built: requirements.txt $(wildcard flows/requirements.txt) | venv
 	mkdir -p $(WHEELHOUSE)
 	$(BIN)/pip wheel -q --disable-pip-version-check -w $(WHEELHOUSE) -c requirements.txt \
-	  prefect $(if $(wildcard flows/requirements.txt),-r flows/requirements.txt)
+	  prefect prefect-redis $(if $(wildcard flows/requirements.txt),-r flows/requirements.txt)
 	$(BIN)/pip wheel -q --disable-pip-version-check -w $(WHEELHOUSE) prefect==$(PREFECT_PREVIOUS)
 	touch $@
 

@@ -77,8 +77,12 @@ def test_the_controller_pins_the_prefect_release_the_hosts_run():
     """One source for the release (roles/prefect_install/defaults/main.yml); the controller's
     pins must name the same one, since the wheelhouse and the flow tests use them."""
     defaults = ROOT / "roles/prefect_install/defaults/main.yml"
-    release = yaml.safe_load(defaults.read_text())["prefect_install_release"]
+    settings = yaml.safe_load(defaults.read_text())
     for pins in ("requirements.in", "requirements.txt"):
-        assert f"prefect=={release}\n" in (ROOT / pins).read_text(), (
-            f"{pins} must pin prefect=={release} (prefect_install_release in {defaults})"
-        )
+        for package, setting in (
+            ("prefect", "prefect_install_release"),
+            ("prefect-redis", "prefect_install_redis_release"),
+        ):
+            assert f"{package}=={settings[setting]}\n" in (ROOT / pins).read_text(), (
+                f"{pins} must pin {package}=={settings[setting]} ({setting} in {defaults})"
+            )
