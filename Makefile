@@ -12,7 +12,7 @@ BIN         := $(abspath $(VENV))/bin
 CACHE       ?= /var/cache/galatek
 WHEELHOUSE  := $(CACHE)/wheelhouse
 APT_PACKAGES := podman runc debootstrap python3-venv python3-packaging python3-cryptography \
-                curl openssl
+                curl openssl chromium chromium-driver
 # Roles with a Molecule scenario; `make molecule ROLES=common` runs one.
 ROLES       ?= $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml))
 # A Prefect release older than the pinned one, kept in the wheelhouse for the upgrade test.
