@@ -12,7 +12,7 @@ BIN         := $(abspath $(VENV))/bin
 CACHE       ?= /var/cache/galatek
 WHEELHOUSE  := $(CACHE)/wheelhouse
 APT_PACKAGES := podman runc debootstrap python3-venv python3-packaging python3-cryptography \
-                curl openssl
+                curl openssl chromium chromium-driver
 # Roles with Molecule scenarios; `make molecule ROLES=common` runs one role's scenarios.
 ROLES       ?= $(sort $(foreach f,$(wildcard roles/*/molecule/*/molecule.yml),$(word 2,$(subst /, ,$(f)))))
 # A Prefect release older than the pinned one, kept in the wheelhouse for the upgrade test.

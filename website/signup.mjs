@@ -2,7 +2,8 @@
 // runs in the browser (form.html) and on a server (server.mjs, Node 18+ fetch).
 // One Idempotency-Key per form fill: 429 and 503 are sent again with the same key
 // after Retry-After, so a retry never makes a second run. 4xx answers other than 429
-// are final: a 422 names the field to fix.
+// are final: a 422 names the field to fix, a 403 "bot check failed" asks for a new
+// Turnstile token (when the edge has the bot check on).
 
 const RETRIED = new Set([429, 503]);
 
@@ -18,11 +19,13 @@ function retryAfter(response, fallback) {
 /**
  * POST `fields` to the door at `url`.
  * options: idempotencyKey (required: one per form fill), attempts (default 4),
- * maxWaitSeconds (cap on one Retry-After, default 60), sleep (seconds => Promise).
+ * maxWaitSeconds (cap on one Retry-After, default 60), sleep (seconds => Promise),
+ * turnstileToken (the Turnstile widget's token, sent as the cf-turnstile-response field;
+ * a browser form with the widget inside already has that field).
  * Resolves to {ok: true, flowRunId, attempts} or {ok: false, status, error, field, detail, attempts}.
  */
 export async function submitSignup(url, fields, options) {
-  const { idempotencyKey, attempts = 4, maxWaitSeconds = 60, sleep = wait } = options;
+  const { idempotencyKey, attempts = 4, maxWaitSeconds = 60, sleep = wait, turnstileToken } = options;
   if (!idempotencyKey) {
     throw new Error("submitSignup needs an idempotencyKey (one per form fill)");
   }
@@ -32,7 +35,9 @@ export async function submitSignup(url, fields, options) {
       response = await fetch(url, {
         method: "POST",
         headers: { "Content-Type": "application/json", "Idempotency-Key": idempotencyKey },
-        body: JSON.stringify(fields),
+        body: JSON.stringify(
+          turnstileToken ? { ...fields, "cf-turnstile-response": turnstileToken } : fields,
+        ),
       });
     } catch (error) {
       if (attempt >= attempts) {

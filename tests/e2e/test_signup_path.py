@@ -10,18 +10,9 @@ import uuid
 import pytest
 from christmas_signup.emails import idempotency_key
 
-from tests.sandbox import PREFIX, ROOT, Sandbox, sample_signup
+from tests.sandbox import ROOT, sample_signup
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
-    box = Sandbox(tmp_path_factory.mktemp("e2e"), f"{PREFIX}e2e.galatek.test")
-    box.down()
-    box.up()
-    yield box
-    box.down()
 
 
 def test_the_recorded_ids_are_the_servers(sandbox):

@@ -1,4 +1,5 @@
-"""A fake of the parts of the Notion and Resend APIs the signup flow uses.
+"""A fake of the parts of the Notion and Resend APIs the signup flow uses, and of
+Cloudflare Turnstile's siteverify the door calls (see ``turnstile.py``).
 
 Standard library only (it also runs as a service on a bare Debian host with
 ``/usr/bin/python3``). One HTTP server answers both APIs on one port:
@@ -23,6 +24,8 @@ Standard library only (it also runs as a service on a bare Debian host with
 * A Slack-compatible incoming webhook: ``POST /services/...`` with JSON
   ``{"text": ...}`` answers 200 ``ok`` (plain text), else 400 ``invalid_payload``;
   what it received is in ``webhooks`` of the state.
+* Cloudflare Turnstile: ``POST /turnstile/v0/siteverify`` (form or JSON), single-use
+  tokens valid 300 s, Cloudflare's test secrets; see ``turnstile.py``.
 * Rate limits (token buckets, per token): Notion 3 requests/s with a burst of
   10, Resend 2 requests/s with a burst of 2; over the limit answers 429 with
   ``Retry-After`` (seconds). A rate of 0 turns a limit off.
@@ -46,6 +49,8 @@ Control endpoints (no auth), for tests and demos:
   E.g. ``{"service": "notion", "status": 429, "count": 2, "retry_after": 1}`` or
   ``{"service": "resend", "method": "POST", "path": "/emails", "skip": 1,
   "status": 500}``.
+* ``POST /_fake/turnstile/tokens`` -> ``{"token": ...}``: a token as a solved widget
+  gives it (``{"age": 301}`` for an expired one)
 * ``POST /_fake/config`` with any of ``notion_rate``, ``notion_burst``,
   ``resend_rate``, ``resend_burst``, ``resend_processing_seconds`` to change
   them at run time.
@@ -59,12 +64,14 @@ from .common import (
     ApiError,
 )
 from .server import FakeSaaS, FakeServer, make_server
+from .turnstile import DEFAULT_TURNSTILE_SECRET
 
 __all__ = [
     "DEFAULT_DATABASE_ID",
     "DEFAULT_DATA_SOURCE_ID",
     "DEFAULT_NOTION_TOKEN",
     "DEFAULT_RESEND_API_KEY",
+    "DEFAULT_TURNSTILE_SECRET",
     "ApiError",
     "FakeSaaS",
     "FakeServer",

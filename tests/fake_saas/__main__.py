@@ -1,4 +1,5 @@
-"""Run the fake Notion + Resend server: ``python -m fake_saas --host 0.0.0.0 --port 8099``.
+"""Run the fake Notion + Resend + Turnstile siteverify server:
+``python -m fake_saas --host 0.0.0.0 --port 8099``.
 
 Every flag can also come from the environment variable named in its help.
 """
@@ -14,6 +15,7 @@ from fake_saas import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
     DEFAULT_RESEND_API_KEY,
+    DEFAULT_TURNSTILE_SECRET,
     make_server,
 )
 
@@ -35,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("--notion-burst", "FAKE_NOTION_BURST", "10", float),
         ("--resend-rate", "FAKE_RESEND_RATE", "2", float),
         ("--resend-burst", "FAKE_RESEND_BURST", "2", float),
+        ("--turnstile-secret", "FAKE_TURNSTILE_SECRET", DEFAULT_TURNSTILE_SECRET, str),
     ]
     for flag, env, default, kind in flags:
         parser.add_argument(
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         notion_burst=args.notion_burst,
         resend_rate=args.resend_rate,
         resend_burst=args.resend_burst,
+        turnstile_secret=args.turnstile_secret,
     )
     print(f"fake_saas listening on {server.base_url}", file=sys.stderr, flush=True)
     try:

@@ -12,6 +12,7 @@ import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl
 
 from .common import (
     DEFAULT_DATA_SOURCE_ID,
@@ -25,10 +26,11 @@ from .common import (
 from .faults import Bucket, Fault
 from .notion import DEFAULT_SCHEMA, NOTION_ROUTES, NotionApi
 from .resend import RESEND_ROUTES, ResendApi
+from .turnstile import DEFAULT_TURNSTILE_SECRET, TurnstileApi
 
 
-class FakeSaaS(NotionApi, ResendApi):
-    """State of both fake services. All access goes through ``lock``."""
+class FakeSaaS(NotionApi, ResendApi, TurnstileApi):
+    """State of the fake services. All access goes through ``lock``."""
 
     def __init__(
         self,
@@ -40,8 +42,10 @@ class FakeSaaS(NotionApi, ResendApi):
         notion_burst: float = 10.0,
         resend_rate: float = 2.0,
         resend_burst: float = 2.0,
+        turnstile_secret: str = DEFAULT_TURNSTILE_SECRET,
     ) -> None:
         self.lock = threading.RLock()
+        self.turnstile_secret = turnstile_secret
         self.notion_token = notion_token
         self.resend_api_key = resend_api_key
         self.database_id = database_id
@@ -70,6 +74,8 @@ class FakeSaaS(NotionApi, ResendApi):
             self.faults: list[Fault] = []
             self.requests: list[dict[str, Any]] = []
             self.buckets: dict[tuple[str, str], Bucket] = {}
+            self.tokens: dict[str, dict[str, Any]] = {}
+            self.redemptions: dict[tuple[str, str], dict[str, Any]] = {}
 
     def configure(self, values: dict[str, Any]) -> None:
         with self.lock:
@@ -165,6 +171,8 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         if not raw:
             return {}
+        if self.headers.get_content_type() == "application/x-www-form-urlencoded":
+            return dict(parse_qsl(raw.decode(), keep_blank_values=True))
         return json.loads(raw)
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -191,6 +199,8 @@ class Handler(BaseHTTPRequestHandler):
             self._api("resend", method, path, body)
         elif path.startswith("/services/") and method == "POST":
             self._webhook(path, body)
+        elif path == "/turnstile/v0/siteverify" and method == "POST":
+            self._siteverify(path, body)
         else:
             self._send(404, {"error": f"no route for {method} {path}"})
 
@@ -208,6 +218,8 @@ class Handler(BaseHTTPRequestHandler):
                 specs = body if isinstance(body, list) else [body]
                 state.add_faults(specs)
                 self._send(200, {"ok": True, "faults": len(state.faults)})
+            elif method == "POST" and path == "/_fake/turnstile/tokens":
+                self._send(200, state.turnstile_issue(body if isinstance(body, dict) else {}))
             elif method == "POST" and path == "/_fake/config" and isinstance(body, dict):
                 state.configure(body)
                 self._send(200, {"ok": True, "config": state.rates})
@@ -243,6 +255,25 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _siteverify(self, path: str, body: Any) -> None:
+        """Cloudflare Turnstile's siteverify: always 200 and JSON, the verdict inside."""
+        state = self.server.state
+        answer = state.turnstile_siteverify(body if isinstance(body, dict) else {})
+        with state.lock:
+            state.requests.append(
+                {
+                    "service": "turnstile",
+                    "method": "POST",
+                    "path": path,
+                    "status": 200,
+                    "idempotency_key": (body or {}).get("idempotency_key"),
+                    "success": answer["success"],
+                    "error-codes": answer["error-codes"],
+                    "at": iso(now()),
+                }
+            )
+        self._send(200, answer)
 
     def _api(self, service: str, method: str, path: str, body: Any) -> None:
         state = self.server.state

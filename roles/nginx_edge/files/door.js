@@ -7,6 +7,12 @@ import crypto from 'crypto';
 import campaigns from 'campaigns.js';
 
 var KEY_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+var UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// The field a Turnstile widget adds to the form: the bot check's token, never a
+// flow parameter.
+var TOKEN_FIELD = 'cf-turnstile-response';
+// siteverify answers that are our problem, not the visitor's.
+var VERIFIER_FAULTS = ['missing-input-secret', 'invalid-input-secret', 'internal-error', 'bad-request'];
 // C0 and C1 control characters (line breaks included) in any text.
 var CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 // A scheme, "www." or a dot directly followed by a top-level-domain-like word
@@ -136,6 +142,12 @@ function hook(r) {
     } catch (e) {
         return send(r, 400, {error: 'body is not valid JSON'});
     }
+    var token;
+    if (data !== null && typeof data === 'object' && !Array.isArray(data)
+            && Object.prototype.hasOwnProperty.call(data, TOKEN_FIELD)) {
+        token = data[TOKEN_FIELD];
+        delete data[TOKEN_FIELD];
+    }
     var problem = validate(campaign, data);
     if (problem) {
         return send(r, 422, problem);
@@ -155,8 +167,53 @@ function hook(r) {
         run.idempotency_key = 'hook:' + name + ':' + key;
     }
 
-    // Valid requests only: the internal location passes them through the
-    // global door budget (a separate nginx server) to Prefect.
+    if (!r.variables.edge_turnstile_secret) {
+        return create(r, campaign, run, tag);
+    }
+    if (typeof token !== 'string' || token.length === 0 || token.length > 2048) {
+        return send(r, 403, {error: 'bot check failed', 'error-codes': ['missing-input-response']});
+    }
+    // A retry with the same UUID Idempotency-Key asks again with the same
+    // idempotency_key, so Turnstile answers as the first time (a token is single-use).
+    var check = {
+        secret: r.variables.edge_turnstile_secret,
+        response: token,
+        remoteip: r.variables.remote_addr
+    };
+    if (key !== undefined && UUID.test(key)) {
+        check.idempotency_key = key;
+    }
+    r.subrequest('/_edge/siteverify', {method: 'POST', body: JSON.stringify(check)})
+        .then(function (reply) {
+            var verdict = null;
+            try {
+                verdict = JSON.parse(reply.responseText);
+            } catch (e) {
+                // handled below
+            }
+            var codes = verdict && Array.isArray(verdict['error-codes']) ? verdict['error-codes'] : [];
+            var fault = codes.filter(function (code) {
+                return VERIFIER_FAULTS.indexOf(code) !== -1;
+            });
+            if (reply.status !== 200 || !verdict || typeof verdict.success !== 'boolean' || fault.length) {
+                r.error('door: Turnstile siteverify answered ' + reply.status + ' ' + JSON.stringify(codes)
+                        + ': check nginx_edge_turnstile_secret and nginx_edge_turnstile_verify_url');
+                return unavailable(r, 503, {error: 'bot check unavailable'});
+            }
+            if (!verdict.success) {
+                return send(r, 403, {error: 'bot check failed', 'error-codes': codes});
+            }
+            create(r, campaign, run, tag);
+        })
+        .catch(function (e) {
+            r.error('door: Turnstile subrequest failed: ' + e);
+            unavailable(r, 503, {error: 'bot check unavailable'});
+        });
+}
+
+// Valid requests only: the internal location passes them through the global door
+// budget (a separate nginx server) to Prefect.
+function create(r, campaign, run, tag) {
     r.subrequest('/_edge/create/' + campaign.deployment_id, {method: 'POST', body: JSON.stringify(run)})
         .then(function (reply) {
             answer(r, reply, tag);
