@@ -37,6 +37,8 @@ BENCH_HOST_VARS = {
     "nginx_edge_door_burst": 1000,
     "nginx_edge_door_global_rate": "6000r/m",
     "nginx_edge_door_global_burst": 1000,
+    # 64 concurrent POSTs come from this one address (websites' visitors have their own).
+    "nginx_edge_conn_per_address": 128,
 }
 
 
@@ -138,14 +140,17 @@ def latency(box: Sandbox, rounds: int) -> dict[str, list[float]]:
 
 
 def end_to_end(box: Sandbox, count: int) -> list[float]:
+    """Signups one after the other: from the POST to the run's COMPLETED state (its own
+    timestamp: the host shares this machine's clock, and the wait's polling adds nothing)."""
     durations = []
     for _ in range(count):
-        start = time.perf_counter()
+        start = time.time()
         body = sample_signup(f"e2e-{uuid.uuid4().hex[:8]}@example.com")
         _, answer = patient("door", lambda body=body: box.signup(body))
         run = box.wait_run(answer.json()["flow_run_id"])
         assert run["state"]["type"] == "COMPLETED", run["state"]
-        durations.append(time.perf_counter() - start)
+        durations.append(datetime.fromisoformat(run["state"]["timestamp"]).timestamp() - start)
+        time.sleep(1)  # one signup at a time, none waiting on the last one's limits
     return durations
 
 
@@ -193,6 +198,7 @@ def burst(box: Sandbox, count: int, timeout: float) -> dict[str, Any]:
     box.fake("POST", "/config", json={"notion_rate": NOTION_CEILING})
     emails = [f"burst-{i}@example.com" for i in range(count)]
     start = time.perf_counter()
+    deadline = time.monotonic() + timeout
 
     def submit(email: str) -> str | None:
         try:
@@ -205,7 +211,6 @@ def burst(box: Sandbox, count: int, timeout: float) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=8) as threads:
         accepted = [run for run in threads.map(submit, emails) if run]
     states: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         states = run_states(box, accepted)
         if all(states.get(run) in TERMINAL for run in accepted):
@@ -226,7 +231,8 @@ def burst(box: Sandbox, count: int, timeout: float) -> dict[str, Any]:
         "submitted": count,
         "accepted": len(accepted),
         "completed": done["COMPLETED"],
-        "failed": count - len(accepted) + sum(done.values()) - done["COMPLETED"],
+        # not accepted by the door, or ended in another state than Completed
+        "lost": count - len(accepted) + sum(done.values()) - done["COMPLETED"],
         "unfinished": dict(unfinished),
         "duplicate_emails": sum(n - 1 for n in sends.values() if n > 1),
         "emails": len(state["emails"]),
@@ -297,10 +303,9 @@ def report_runs(e2e: list[float], runs: int) -> None:
 
 
 def report_burst(result: dict[str, Any]) -> None:
-    lost = result["submitted"] - result["completed"]
     print(
         f"burst of {result['submitted']} signups: accepted {result['accepted']}, "
-        f"completed {result['completed']}, failed {result['failed']}, lost {lost}, "
+        f"completed {result['completed']}, lost {result['lost']}, "
         f"duplicate emails {result['duplicate_emails']} ({result['emails']} emails), "
         f"in {result['elapsed']:.0f} s; Notion {result['notion_requests']} requests "
         f"(and {result['notion_429']} x 429) at {result['notion_rate']:.2f}/s = "
