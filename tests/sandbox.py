@@ -137,12 +137,13 @@ class Sandbox:
         )
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """A credentialed API call; retries 503 (Prefect's "busy, retry") as its client does."""
-        for _ in range(5):
+        """A credentialed API call; retries 429 (the edge's API limit) and 503 (Prefect's
+        "busy, retry") after Retry-After, as Prefect's client does."""
+        for _ in range(10):
             response = self.https(method, f"/api{path}", auth=self.auth, **kwargs)
-            if response.status_code != 503:
+            if response.status_code not in {429, 503}:
                 break
-            time.sleep(1)
+            time.sleep(float(response.headers.get("Retry-After") or 1))
         response.raise_for_status()
         return response.json() if response.content else None
 

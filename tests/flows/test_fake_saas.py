@@ -16,6 +16,7 @@ from fake_saas import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
     DEFAULT_RESEND_API_KEY,
+    FakeSaaS,
 )
 
 NOTION = {"Authorization": f"Bearer {DEFAULT_NOTION_TOKEN}", "Notion-Version": "2025-09-03"}
@@ -117,6 +118,29 @@ def test_notion_rate_limit_answers_429_with_retry_after(fake_saas):
     status, headers, body = call(fake_saas, "GET", path, NOTION)
     assert (status, body["code"]) == (429, "rate_limited")
     assert int(headers["Retry-After"]) >= 1
+
+
+def test_resend_rate_limit_answers_429_with_retry_after(fake_saas):
+    fake_saas.config(resend_rate=2, resend_burst=2)
+    answers = [call(fake_saas, "POST", "/emails", RESEND, email()) for _ in range(3)]
+    assert [status for status, _, _ in answers[:2]] == [200, 200]
+    status, headers, body = answers[2]
+    assert (status, body["name"], body["statusCode"]) == (429, "rate_limit_exceeded", 429)
+    assert int(headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(("service", "rate", "burst"), [("notion", 3, 10), ("resend", 2, 2)])
+def test_the_default_limits_hold_the_documented_average(service, rate, burst):
+    # Notion: an average of 3 requests/s, some bursts allowed; Resend: 2 requests/s per team.
+    state = FakeSaaS()
+    assert (state.rates[f"{service}_rate"], state.rates[f"{service}_burst"]) == (rate, burst)
+    started = time.monotonic()
+    served = 0
+    while time.monotonic() - started < 2:
+        served += state.throttle(service, "token") == 0
+        time.sleep(0.01)
+    elapsed = time.monotonic() - started
+    assert burst + rate * elapsed - 2 <= served <= burst + rate * elapsed
 
 
 def test_resend_auth(fake_saas):

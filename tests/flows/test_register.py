@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from christmas_signup.resilience import RATE_SLOTS
 from fake_saas import DEFAULT_DATABASE_ID, DEFAULT_NOTION_TOKEN, DEFAULT_RESEND_API_KEY
 
 from .conftest import ROOT, SENDER, signup_params
@@ -201,13 +202,15 @@ def test_concurrency_limits_are_created_once(prefect_server):
     assert second["changed"] is False
     assert {limit["action"] for limit in second["limits"]} == {"unchanged"}
     settings = {limit["name"]: limit for limit in second["limits"]}
-    assert settings["notion-api"]["slot_decay_per_second"] == 3.0
-    assert settings["resend-api"]["slot_decay_per_second"] == 2.0
+    # requests per second: each request takes RATE_SLOTS slots
+    assert settings["notion-api"]["slot_decay_per_second"] / RATE_SLOTS == 3.0
+    assert settings["resend-api"]["slot_decay_per_second"] / RATE_SLOTS == 2.0
 
     base = prefect_server["PREFECT_API_URL"]
     status, limit = api(f"{base}/v2/concurrency_limits/notion-api")
     assert status == 200
-    assert (limit["limit"], limit["slot_decay_per_second"]) == (3, 3.0)
+    # burst of 3 requests, 3 requests per second
+    assert (limit["limit"], limit["slot_decay_per_second"]) == (3 * RATE_SLOTS, 3.0 * RATE_SLOTS)
 
 
 def set_state(base: str, run_id: str, kind: str, message: str = "") -> None:

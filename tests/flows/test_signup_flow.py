@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from christmas_signup import resilience
 from christmas_signup.emails import idempotency_key
 from christmas_signup.flow import christmas_signup_handler
 from christmas_signup.notion import parse_email_ids
-from christmas_signup.resilience import CONCURRENCY_LIMITS, take_slot
+from christmas_signup.resilience import CONCURRENCY_LIMITS, TransientSignupError, call_api
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -209,8 +208,6 @@ def test_partial_failure_is_completed_by_the_next_signup(signup_env, monkeypatch
 @pytest.fixture
 def concurrency_limits(prefect_harness):
     """The global concurrency limits the deploy creates, for one test."""
-    resilience._missing_limits.clear()  # earlier tests ran without the limits
-
     with get_client(sync_client=True) as client:
         for limit in CONCURRENCY_LIMITS:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(**limit))
@@ -218,14 +215,13 @@ def concurrency_limits(prefect_harness):
     with get_client(sync_client=True) as client:
         for limit in CONCURRENCY_LIMITS:
             client.delete_global_concurrency_limit_by_name(limit["name"])
-    resilience._missing_limits.clear()
 
 
 def test_shared_rate_limits_space_the_requests(signup_env, concurrency_limits):
     assert {"notion-api", "resend-api"} <= {limit["name"] for limit in concurrency_limits}
     started = time.monotonic()
-    for _ in range(6):
-        assert take_slot("resend-api") is True
+    for n in range(6):
+        assert call_api("resend-api", lambda n=n: n) == n
     # burst of 2, then 2 per second
     assert time.monotonic() - started >= 1.5
 
@@ -238,7 +234,25 @@ def test_shared_rate_limits_space_the_requests(signup_env, concurrency_limits):
 
 
 def test_missing_limits_do_not_block(prefect_harness):
-    assert take_slot("no-such-limit") is False
+    started = time.monotonic()
+    for _ in range(10):
+        assert call_api("no-such-limit", lambda: "answer") == "answer"
+    assert time.monotonic() - started < 5
+
+
+def test_a_limit_that_cannot_give_a_turn_is_a_transient_error(prefect_harness):
+    # A limit still at settings older than the flow's (a deploy in progress): the task
+    # retries and the recovery runs the signup again, it is not abandoned.
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="too-small", limit=1, slot_decay_per_second=1.0)
+        )
+    try:
+        with pytest.raises(TransientSignupError, match="too-small"):
+            call_api("too-small", lambda: "never")
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_global_concurrency_limit_by_name("too-small")
 
 
 def test_dry_run_renders_and_calls_nothing(signup_env):
