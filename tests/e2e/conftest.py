@@ -1,5 +1,6 @@
-"""One sandbox host for the signup path and the website's browser test (provisioning one
-takes minutes). test_recovery.py keeps a sandbox of its own, with other door limits."""
+"""One sandbox host for every end-to-end test of the stack (provisioning one takes minutes,
+and two at once load a 2-core machine enough to break the recovery's timing):
+test_recovery.py raises its door limits for its own tests and puts them back after."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """A 202 from the door is a promise: killed workers, outages, restarts and races on a real
 sandbox host end with exactly one contact page and four emails, or with one alert.
 
-One sandbox for the whole module (about 20 minutes: the recovery waits out real
-heartbeat, back-off and outage times, at the deploy's default settings).
+The shared sandbox host (tests/e2e/conftest.py), with higher door limits while this
+module runs (about 20 minutes: the recovery waits out real heartbeat, back-off and outage
+times, at the deploy's default settings).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from tests.sandbox import ONCALL, PREFIX, STEPS, Sandbox, sample_signup
+from tests.sandbox import ONCALL, STEPS, Sandbox, sample_signup
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +35,11 @@ WORKER_ROLE = """\
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
-    box = Sandbox(tmp_path_factory.mktemp("recovery"), f"{PREFIX}recovery.galatek.test", HOST_VARS)
-    box.down()
-    box.up()
-    yield box
-    box.down()
+def sandbox(sandbox):
+    """The shared sandbox host (conftest.py) with these door limits while this module runs."""
+    sandbox.configure(HOST_VARS)
+    yield sandbox
+    sandbox.configure({})
 
 
 @pytest.fixture
