@@ -12,7 +12,7 @@ BIN         := $(abspath $(VENV))/bin
 CACHE       ?= /var/cache/galatek
 WHEELHOUSE  := $(CACHE)/wheelhouse
 APT_PACKAGES := podman runc debootstrap python3-venv python3-packaging python3-cryptography \
-                curl openssl chromium chromium-driver
+                curl openssl chromium chromium-driver pebble
 # Roles with Molecule scenarios; `make molecule ROLES=common` runs one role's scenarios.
 ROLES       ?= $(sort $(foreach f,$(wildcard roles/*/molecule/*/molecule.yml),$(word 2,$(subst /, ,$(f)))))
 # A Prefect release older than the pinned one, kept in the wheelhouse for the upgrade test.
@@ -25,7 +25,7 @@ export GALATEK_WHEELHOUSE := $(WHEELHOUSE)
 export GALATEK_TEST_IMAGE := $(shell tests/image/build.sh --name)
 export ANSIBLE_FORCE_COLOR ?= 1
 
-.PHONY: help up down test lint pytest e2e molecule docs bench deps venv image wheelhouse lock preflight
+.PHONY: help up down test lint pytest fresh e2e molecule docs bench deps venv image wheelhouse lock preflight
 
 help: ## List the targets
 	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -38,7 +38,11 @@ up: deps venv image wheelhouse ## Sandbox host, site.yml on it, then one sample 
 down: preflight ## Remove the local sandbox host
 	$(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=absent
 
-test: deps venv image wheelhouse lint pytest e2e molecule ## Everything: lint, the fast lane, e2e, every Molecule scenario
+# The lanes run two phases, each side by side (output kept per lane): lint, the fast lane and
+# the fresh machines first (nothing there times the recovery), then e2e and Molecule.
+test: deps venv image wheelhouse ## Everything: lint, the fast lane, fresh machines, e2e, every Molecule scenario
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint pytest fresh
+	$(MAKE) --no-print-directory -j2 --output-sync=target e2e molecule
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/yamllint --strict .
@@ -49,8 +53,11 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 pytest: venv ## Fast lane, no test host: flow, fake APIs, repo and docs checks (pytest -m "not e2e")
 	$(BIN)/pytest -m "not e2e"
 
-e2e: deps venv image wheelhouse ## Tests on fresh test hosts: bootstrap from nothing, the whole path (pytest -m e2e)
-	$(BIN)/pytest -m e2e
+fresh: deps venv image wheelhouse ## Fresh machines: the bootstrap from nothing, the production rehearsal (pytest -m fresh)
+	$(BIN)/pytest -m fresh
+
+e2e: deps venv image wheelhouse ## The whole path on a sandbox host: signups, the browser, recovery and restart drills
+	$(BIN)/pytest -m "e2e and not fresh"
 
 molecule: venv image wheelhouse ## Every role's Molecule scenario on real systemd hosts
 	@for role in $(ROLES); do \

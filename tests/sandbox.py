@@ -51,9 +51,13 @@ IMAGE = (
 class Sandbox:
     """One sandbox host, reached by name through its IP."""
 
+    #: Where the on-call alerts of this host's inventory go.
+    oncall = "oncall@galatek.test"
+
     def __init__(self, folder: Path, host: str, host_vars: dict[str, Any] | None = None) -> None:
         self.folder = folder
         self.host = host
+        self.container = host
         self.inventory = folder / "inventory"
         (self.inventory / "host_vars" / host).mkdir(parents=True, exist_ok=True)
         children = {group: {"hosts": {host: None}} for group in GROUPS}
@@ -115,13 +119,13 @@ class Sandbox:
     # --- the host ------------------------------------------------------------------
     def exec(self, *argv: str) -> str:
         return subprocess.run(
-            ["podman", "exec", self.host, *argv], check=True, capture_output=True, text=True
+            ["podman", "exec", self.container, *argv], check=True, capture_output=True, text=True
         ).stdout
 
     @property
     def ip(self) -> str:
         out = subprocess.run(
-            ["podman", "inspect", self.host], check=True, capture_output=True, text=True
+            ["podman", "inspect", self.container], check=True, capture_output=True, text=True
         ).stdout
         networks = json.loads(out)[0]["NetworkSettings"]["Networks"]
         return next(iter(networks.values()))["IPAddress"]
@@ -132,10 +136,19 @@ class Sandbox:
         return ("admin", secret)
 
     # --- HTTP ----------------------------------------------------------------------
+    def ca_pem(self) -> str:
+        """The CA the edge's certificate chains to: the sandbox's own."""
+        return self.exec("cat", CA_PATH)
+
+    @property
+    def fake_url(self) -> str:
+        """The fake Notion/Resend: on the host, in the sandbox."""
+        return f"http://{self.ip}:8099"
+
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            context = ssl.create_default_context(cadata=self.exec("cat", CA_PATH))
+            context = ssl.create_default_context(cadata=self.ca_pem())
             self._client = httpx.Client(base_url=f"https://{self.ip}", verify=context, timeout=30)
         return self._client
 
@@ -188,9 +201,44 @@ class Sandbox:
                 return run
             time.sleep(1)
 
+    def held_locks(self) -> dict[str, int]:
+        """The per-address locks (``signup-lock-*``) that hold a slot now."""
+        limits = self.api("POST", "/v2/concurrency_limits/filter", json={"limit": 200})
+        return {
+            limit["name"]: limit["active_slots"]
+            for limit in limits
+            if limit["name"].startswith("signup-lock-") and limit["active_slots"]
+        }
+
+    def live_runs(self) -> int:
+        """Signup runs that may hold a lock: Running (or about to be)."""
+        deployment_id = self.recorded_ids()["prefect_deploy_deployment_id"]
+        body = {
+            "deployments": {"id": {"any_": [deployment_id]}},
+            "flow_runs": {"state": {"type": {"any_": ["RUNNING", "PENDING", "CANCELLING"]}}},
+        }
+        return self.api("POST", "/flow_runs/count", json=body)
+
+    def hold_in_lock(self, email: str, seconds: float) -> str:
+        """A signup for ``email`` held inside its lock: the welcome is sent, and the fake
+        takes ``seconds`` to answer the second send. Returns the run's id once held."""
+        self.fake(
+            "POST",
+            "/faults",
+            json={"service": "resend", "method": "POST", "path": "/emails", "skip": 1}
+            | {"status": None, "delay": seconds},
+        )
+        answer = self.signup_patiently(sample_signup(email), key=str(uuid.uuid4()))
+        answer.raise_for_status()
+        deadline = time.monotonic() + 180
+        while len(self.received(email)["emails"]) < 1 and time.monotonic() < deadline:
+            time.sleep(1)
+        time.sleep(3)  # the second send is under way
+        return answer.json()["flow_run_id"]
+
     def fake(self, method: str, path: str, **kwargs: Any) -> Any:
         """The fake Notion/Resend control API (/_fake/...) on the host."""
-        response = httpx.request(method, f"http://{self.ip}:8099/_fake{path}", timeout=10, **kwargs)
+        response = httpx.request(method, f"{self.fake_url}/_fake{path}", timeout=10, **kwargs)
         response.raise_for_status()
         return response.json()
 
@@ -201,7 +249,7 @@ class Sandbox:
         return {
             "pages": [p for p in state["pages"] if p["properties"]["Email"]["email"] == email],
             "emails": [e for e in state["emails"] if e["to"] == [email]],
-            "alerts": [e for e in state["emails"] if e["to"] == [ONCALL]],
+            "alerts": [e for e in state["emails"] if e["to"] == [self.oncall]],
             "webhooks": state["webhooks"],
         }
 
@@ -227,25 +275,7 @@ class Sandbox:
         """SIGKILL every process of prefect-worker.service while ``email``'s second email is
         being sent; return the seconds from the kill to the sequence complete, and the run."""
         # The second send takes 30 s at the fake: the run is between two sends.
-        self.fake(
-            "POST",
-            "/faults",
-            json={
-                "service": "resend",
-                "method": "POST",
-                "path": "/emails",
-                "skip": 1,
-                "status": None,
-                "delay": 30,
-            },
-        )
-        answer = self.signup_patiently(sample_signup(email), key=str(uuid.uuid4()))
-        answer.raise_for_status()
-        run_id = answer.json()["flow_run_id"]
-        deadline = time.monotonic() + 180
-        while len(self.received(email)["emails"]) < 1 and time.monotonic() < deadline:
-            time.sleep(1)
-        time.sleep(3)  # the second send is under way
+        run_id = self.hold_in_lock(email, 30)
         self.exec("systemctl", "kill", "--signal=SIGKILL", "prefect-worker.service")
         killed = time.monotonic()
         self.wait_sequence(email, timeout)
@@ -256,7 +286,7 @@ class Sandbox:
 EDGE_VARS = yaml.safe_load((ROOT / "roles" / "nginx_edge" / "vars" / "main.yml").read_text())
 CA_PATH = EDGE_VARS["nginx_edge_ca_certificate"]
 # The sandbox's on-call address (inventories/local/group_vars/all/main.yml).
-ONCALL = "oncall@galatek.test"
+ONCALL = Sandbox.oncall
 STEPS = 4  # emails in a sequence
 
 

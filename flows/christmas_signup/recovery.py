@@ -17,6 +17,11 @@ busy). Each run looks at the signup deployment's runs and decides, with
   concurrent-request 409, a bug): permanent, **abandon** at once;
 * ``Pending`` for longer than ``pending_timeout_seconds`` (its worker died before
   the flow started): run again;
+* ``Running`` for longer than ``running_timeout_seconds`` (its process is gone and nothing
+  marked it ``Crashed``, say with the zombie automation off): run again;
+* ``Cancelled`` (someone or something stopped it), or ``Cancelling`` / ``Paused`` for longer
+  than ``pending_timeout_seconds``: **abandon**, so on-call hears of it (a deliberate cancel
+  is retried by hand: ``prefect flow-run retry``);
 * anything still not finished ``window_hours`` after the run was created
   (default 24 h): **abandon**.
 
@@ -43,7 +48,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateName,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import AwaitingRetry, Failed
 
 from christmas_signup.resilience import TransientSignupError
@@ -66,45 +71,61 @@ class Decision:
     when: datetime | None = None
 
 
-def decide(  # noqa: PLR0911 - one return per rule reads best here
-    run: FlowRun,
-    now: datetime,
-    *,
-    window: timedelta,
-    first_delay: timedelta,
-    max_delay: timedelta,
-    pending_timeout: timedelta,
-) -> Decision:
-    """The recovery's rule for one run of the signup deployment (see the module docstring)."""
-    state = run.state
-    if state is None or run.created is None:
-        return Decision(WAIT)
+@dataclass(frozen=True)
+class Limits:
+    """The recovery's timings (the flow's parameters, as timedeltas)."""
+
+    window: timedelta
+    first_delay: timedelta
+    max_delay: timedelta
+    pending_timeout: timedelta
+    running_timeout: timedelta
+
+
+def _verdict(state: State, now: datetime, window_end: datetime, limits: Limits) -> Decision:  # noqa: PLR0911 - one return per rule reads best here
+    """What the state alone says: wait, abandon, or retry (``reason``: what went wrong)."""
     message = state.message or ""
-    window_end = run.created + window
-    hours = f"{window.total_seconds() / 3600:g} h"
+    age = now - (state.timestamp or now)
+    hours = f"{limits.window.total_seconds() / 3600:g} h"
     if state.type == StateType.FAILED and state.name != ABANDONED:
         if TransientSignupError.__name__ not in message:
             return Decision(ABANDON, f"permanent error, not retried: {message}")
-    elif state.type == StateType.PENDING and state.timestamp is not None:
-        if now - state.timestamp < pending_timeout:
-            return Decision(WAIT)
-        message = f"pending for {now - state.timestamp} without starting"
-    elif state.type == StateType.SCHEDULED:
-        if now < window_end:
-            return Decision(WAIT)
+        return Decision(RETRY, message)
+    if state.type == StateType.CRASHED:
+        return Decision(RETRY, message)
+    if state.type == StateType.PENDING and age >= limits.pending_timeout:
+        return Decision(RETRY, f"pending for {age} without starting")
+    if state.type == StateType.RUNNING and age >= limits.running_timeout:
+        return Decision(RETRY, f"running for {age} without finishing")
+    if state.type == StateType.CANCELLED:
+        return Decision(ABANDON, f"cancelled before it finished: {message or state.name}")
+    if state.type in {StateType.CANCELLING, StateType.PAUSED} and age >= limits.pending_timeout:
+        return Decision(ABANDON, f"{state.name} for {age}: {message}")
+    if state.type == StateType.SCHEDULED and now >= window_end:
         return Decision(ABANDON, f"not run within the {hours} retry window ({state.name})")
-    elif state.type != StateType.CRASHED:
+    return Decision(WAIT)
+
+
+def decide(run: FlowRun, now: datetime, limits: Limits) -> Decision:
+    """The recovery's rule for one run of the signup deployment (see the module docstring)."""
+    if run.state is None or run.created is None:
         return Decision(WAIT)
+    window_end = run.created + limits.window
+    verdict = _verdict(run.state, now, window_end, limits)
+    if verdict.action != RETRY:
+        return verdict
     if now >= window_end:
-        return Decision(ABANDON, f"still failing after the {hours} retry window: {message}")
+        hours = f"{limits.window.total_seconds() / 3600:g} h"
+        return Decision(ABANDON, f"still failing after the {hours} retry window: {verdict.reason}")
     attempts = max(run.run_count, 1)
-    delay = min(first_delay * 2 ** (attempts - 1), max_delay)
+    delay = min(limits.first_delay * 2 ** (attempts - 1), limits.max_delay)
     when = min(now + delay, window_end)
-    return Decision(RETRY, f"attempt {attempts + 1} after {message}", when)
+    return Decision(RETRY, f"attempt {attempts + 1} after {verdict.reason}", when)
 
 
 def _candidates(client: Any, deployment_id: UUID, now: datetime) -> list[FlowRun]:  # noqa: ANN401
-    """Failed or crashed runs, and runs still scheduled or pending."""
+    """Failed, crashed or cancelled runs, and runs not finished yet (every state but
+    Completed: none is left unseen)."""
     deployment = FlowRunFilterDeploymentId(any_=[deployment_id])
     ended = FlowRunFilter(
         deployment_id=deployment,
@@ -113,7 +134,16 @@ def _candidates(client: Any, deployment_id: UUID, now: datetime) -> list[FlowRun
     waiting = FlowRunFilter(
         deployment_id=deployment,
         state=FlowRunFilterState(
-            type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
+            type=FlowRunFilterStateType(
+                any_=[
+                    StateType.SCHEDULED,
+                    StateType.PENDING,
+                    StateType.RUNNING,
+                    StateType.CANCELLING,
+                    StateType.CANCELLED,
+                    StateType.PAUSED,
+                ]
+            )
         ),
     )
     runs = client.read_flow_runs(flow_run_filter=ended, limit=PAGE_SIZE)
@@ -123,12 +153,13 @@ def _candidates(client: Any, deployment_id: UUID, now: datetime) -> list[FlowRun
 
 
 @flow(name="signup-recovery", validate_parameters=True)
-def recover_signups(
+def recover_signups(  # noqa: PLR0917 - Prefect maps the parameters by name
     signup_deployment_id: UUID,
     window_hours: float = 24.0,
     first_delay_seconds: float = 20.0,
     max_delay_seconds: float = 3600.0,
     pending_timeout_seconds: float = 900.0,
+    running_timeout_seconds: float = 3600.0,
 ) -> dict[str, list[str]]:
     """Run unfinished signups again, or abandon them (see the module docstring).
 
@@ -136,16 +167,17 @@ def recover_signups(
     """
     logger = get_run_logger()
     now = datetime.now(UTC)
-    limits = {
-        "window": timedelta(hours=window_hours),
-        "first_delay": timedelta(seconds=first_delay_seconds),
-        "max_delay": timedelta(seconds=max_delay_seconds),
-        "pending_timeout": timedelta(seconds=pending_timeout_seconds),
-    }
+    limits = Limits(
+        window=timedelta(hours=window_hours),
+        first_delay=timedelta(seconds=first_delay_seconds),
+        max_delay=timedelta(seconds=max_delay_seconds),
+        pending_timeout=timedelta(seconds=pending_timeout_seconds),
+        running_timeout=timedelta(seconds=running_timeout_seconds),
+    )
     summary: dict[str, list[str]] = {"retried": [], "abandoned": []}
     with get_client(sync_client=True) as client:
         for run in _candidates(client, signup_deployment_id, now):
-            decision = decide(run, now, **limits)
+            decision = decide(run, now, limits)
             if decision.action == RETRY:
                 state = AwaitingRetry(scheduled_time=decision.when, message=decision.reason)
                 summary["retried"].append(str(run.id))

@@ -13,7 +13,7 @@ import pytest
 
 from tests.sandbox import IMAGE, ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.fresh]
 
 # Below this machine's hard limits, as for every test host (TESTING-ENV: no CAP_SYS_RESOURCE).
 LIMITS = ("--ulimit=nofile=8192:8192", "--ulimit=nproc=8192:8192")

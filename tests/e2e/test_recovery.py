@@ -13,7 +13,9 @@ import time
 import uuid
 from collections import Counter
 
+import httpx
 import pytest
+from christmas_signup.resilience import signup_lock_name
 
 from tests.sandbox import ONCALL, STEPS, Sandbox, sample_signup
 
@@ -53,6 +55,45 @@ def one_of_each(got: dict) -> None:
     assert len(got["pages"]) == 1, got["pages"]
     steps = Counter(e["idempotency_key"].split("/")[0] for e in got["emails"])
     assert steps == Counter({"welcome": 1, "day-2-fixes": 1, "day-5-story": 1, "day-10-offer": 1})
+
+
+#: Routine operations on the single host, in the order the drill runs them while one signup
+#: is held inside its lock (the worker's restart has its own test below).
+OPERATIONS = (
+    ("reload", "nginx"),
+    ("restart", "nginx"),
+    ("restart", "postgresql"),
+    ("restart", "prefect-server"),
+)
+
+
+def same_lock(email: str, prefix: str) -> str:
+    """Another address whose signups take the same per-address lock as ``email``'s."""
+    lock = signup_lock_name(email)
+    return next(
+        address
+        for n in range(1000)
+        if signup_lock_name(address := f"{prefix}{n}@example.com") == lock
+    )
+
+
+def locks_left(box: Sandbox, timeout: float = 150) -> dict[str, int]:
+    """The locks still held once no signup run is live (a dead run's lease runs out
+    within 60 s, and the server's repossessor then frees its slot)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = box.held_locks() if box.live_runs() == 0 else {"(a run is live)": 1}
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(3)
+
+
+def wait_active(box: Sandbox, unit: str) -> None:
+    for _ in range(60):
+        if box.exec("systemctl", "is-active", unit).strip() == "active":
+            return
+        time.sleep(1)
+    raise TimeoutError(unit)
 
 
 def wait_state(box: Sandbox, run_id: str, names: set[str], timeout: float) -> str:
@@ -172,5 +213,64 @@ def test_a_role_triggered_worker_restart_during_a_run_still_sends_everything(fak
     got = fake.wait_sequence("restarted@example.com", timeout=480)
     one_of_each(got)
     assert len(got["emails"]) == STEPS
+    assert locks_left(fake) == {}
     result = fake.playbook(str(playbook))  # back to the inventory's settings
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_routine_restarts_mid_signup_leave_no_lock_held(fake):
+    email = "drill@example.com"
+    run_id = fake.hold_in_lock(email, 90)  # inside its lock, the second send takes 90 s
+    for action, unit in OPERATIONS:
+        fake.exec("systemctl", action, unit)
+        wait_active(fake, unit)
+    fake.run_state(run_id)  # the API answers again
+    started = time.monotonic()
+    assert wait_state(fake, run_id, {"Completed"}, 420) == "Completed"
+    print(f"drill: last restart -> held signup Completed: {time.monotonic() - started:.0f} s")
+    one_of_each(fake.received(email))
+    assert locks_left(fake) == {}
+
+    second = same_lock(email, "drill-second")
+    started = time.monotonic()
+    answer = fake.signup_patiently(sample_signup(second), key=str(uuid.uuid4()))
+    assert answer.status_code == 202, answer.text
+    assert wait_state(fake, answer.json()["flow_run_id"], {"Completed"}, 120) == "Completed"
+    print(f"drill: second signup on the same lock Completed in {time.monotonic() - started:.0f} s")
+    one_of_each(fake.received(second))
+
+
+def test_postgresql_restarted_under_door_traffic_loses_no_accepted_signup(fake):
+    answers: list[tuple[str, httpx.Response | Exception]] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        for n in range(200):
+            if stop.is_set():
+                return
+            address = f"steady{n}@example.com"
+            try:
+                answers.append((address, fake.signup(sample_signup(address))))
+            except httpx.HTTPError as exc:  # a hang or a reset would show here
+                answers.append((address, exc))
+            time.sleep(0.5)
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    time.sleep(5)
+    fake.exec("systemctl", "restart", "postgresql")
+    wait_active(fake, "postgresql")
+    time.sleep(10)
+    stop.set()
+    sender.join()
+    accepted = {
+        a: r.json()["flow_run_id"] for a, r in answers if getattr(r, "status_code", 0) == 202
+    }
+    refused = [r for _, r in answers if getattr(r, "status_code", 0) != 202]
+    print(f"postgresql restart under traffic: {len(accepted)} x 202, {len(refused)} refused")
+    assert all(isinstance(r, httpx.Response) and r.status_code == 503 for r in refused), refused
+    assert all(r.headers.get("Retry-After") for r in refused)
+    for address, run_id in accepted.items():
+        assert wait_state(fake, run_id, {"Completed"}, 420) == "Completed", address
+        one_of_each(fake.received(address))
+    assert locks_left(fake) == {}
