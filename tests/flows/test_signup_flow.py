@@ -17,7 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.flow_engine import run_flow
 
-from .conftest import SENDER, signup_params
+from .conftest import EXAMPLE_SIGNUP, SENDER, signup_params
 
 STEP_DELAYS = {
     "welcome": None,
@@ -57,16 +57,16 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
     state = signup_env.state()
     assert len(state["pages"]) == 1
     props = plain(state["pages"][0])
-    assert props["Email"] == "jane.doe@example.com"
-    assert props["Name"] == "Jane"
-    assert props["Business"] == "Doe & Daughters"
+    assert props["Email"] == EXAMPLE_SIGNUP["email"]
+    assert props["Name"] == EXAMPLE_SIGNUP["first_name"]
+    assert props["Business"] == EXAMPLE_SIGNUP["business_name"]
     assert props["Segment"] == "Critical"
-    assert props["Assessment Score"] == 42
-    assert (props["Red Systems"], props["Orange Systems"]) == (2, 1)
-    assert (props["Yellow Systems"], props["Green Systems"]) == (2, 1)
-    assert (props["GPS Score"], props["Money Score"]) == (55, 30)
-    assert props["Weakest System 1"] == "Cash flow"
-    assert props["Revenue Leak Total"] == 48000.0
+    assert props["Assessment Score"] == EXAMPLE_SIGNUP["assessment_score"]
+    assert (props["Red Systems"], props["Orange Systems"]) == (2, 3)
+    assert (props["Yellow Systems"], props["Green Systems"]) == (1, 4)
+    assert (props["GPS Score"], props["Money Score"]) == (7, 5)
+    assert props["Weakest System 1"] == EXAMPLE_SIGNUP["weakest_system_1"]
+    assert props["Revenue Leak Total"] == EXAMPLE_SIGNUP["revenue_leak_total"]
     assert props["Sequence Status"] == "Scheduled"
 
     steps = by_step(state["emails"])
@@ -81,9 +81,9 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
     assert before <= start <= after
     for step, days in STEP_DELAYS.items():
         email = steps[step][0]
-        assert email["to"] == ["jane.doe@example.com"]
+        assert email["to"] == [EXAMPLE_SIGNUP["email"]]
         assert email["from"] == SENDER
-        assert email["idempotency_key"] == idempotency_key(step, "jane.doe@example.com")
+        assert email["idempotency_key"] == idempotency_key(step, EXAMPLE_SIGNUP["email"])
         if days is None:
             assert email["scheduled_at"] is None
             assert email["last_event"] == "delivered"
@@ -93,10 +93,10 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
     welcome = steps["welcome"][0]
     assert "Your result: critical" in welcome["text"]
     assert "Your result: critical" in welcome["html"]
-    assert "Doe &amp; Daughters" in welcome["html"]  # autoescaped HTML
-    assert "Doe & Daughters" in welcome["text"]
-    assert "Cash flow, Hiring" in welcome["text"]
-    assert "Jane" in welcome["subject"]
+    assert "Lovelace &amp; Daughters" in welcome["html"]  # autoescaped HTML
+    assert "Lovelace & Daughters" in welcome["text"]
+    assert "Lead follow-up, Invoicing" in welcome["text"]
+    assert "Ada" in welcome["subject"]
 
 
 def test_segment_decides_content(signup_env):
@@ -115,7 +115,7 @@ def test_same_signup_twice_sends_nothing_new(signup_env):
     first = signup_env.state()
     sends_before = len([r for r in first["requests"] if r["path"] == "/emails"])
 
-    result = christmas_signup_handler(**signup_params(email="jane.doe@example.com"))
+    result = christmas_signup_handler(**signup_params(email=EXAMPLE_SIGNUP["email"]))
 
     second = signup_env.state()
     assert len(second["pages"]) == 1
