@@ -11,10 +11,18 @@ import pytest
 from christmas_signup.emails import idempotency_key
 from christmas_signup.flow import christmas_signup_handler
 from christmas_signup.notion import parse_email_ids
-from christmas_signup.resilience import CONCURRENCY_LIMITS, TransientSignupError, call_api
+from christmas_signup.resilience import (
+    CONCURRENCY_LIMITS,
+    RATE_SLOTS,
+    TransientSignupError,
+    call_api,
+)
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
 from prefect.flow_engine import run_flow
 
 from .conftest import EXAMPLE_SIGNUP, SENDER, signup_params
@@ -225,12 +233,28 @@ def test_shared_rate_limits_space_the_requests(signup_env, concurrency_limits):
     # burst of 2, then 2 per second
     assert time.monotonic() - started >= 1.5
 
-    signup_env.config(notion_rate=3, notion_burst=10, resend_rate=2, resend_burst=2)
+    # The signup half at one request a second for both services, slower than a run goes
+    # by itself, so only the limits keep it within the fake's rates: the fake refuses
+    # (429) past them as the real services do, and a paced run is never refused.
+    with get_client(sync_client=True) as client:
+        for name in ("notion-api", "resend-api"):
+            client.update_global_concurrency_limit(
+                name,
+                GlobalConcurrencyLimitUpdate(limit=RATE_SLOTS, slot_decay_per_second=RATE_SLOTS),
+            )
+    signup_env.config(notion_rate=1, notion_burst=1, resend_rate=1, resend_burst=1)
     state = christmas_signup_handler(**signup_params(), return_state=True)
     assert state.is_completed(), state
     fake = signup_env.state()
     assert len(fake["pages"]) == 1
     assert len(by_step(fake["emails"])) == 4
+    assert [r["path"] for r in fake["requests"] if r["status"] == 429] == []
+    for service in ("notion", "resend"):
+        times = [
+            datetime.fromisoformat(r["at"]) for r in fake["requests"] if r["service"] == service
+        ]
+        # One request a second at most (10% for clock rounding).
+        assert (times[-1] - times[0]).total_seconds() >= (len(times) - 1) * 0.9, service
 
 
 def test_missing_limits_do_not_block(prefect_harness):
