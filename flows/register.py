@@ -70,7 +70,7 @@ ALERT_BODY = (
     "The signup of {{ flow_run.parameters.email }} did not complete and is no longer "
     "retried: {{ flow_run.state.message }}\n"
     "Flow run {{ flow_run.name }} ({{ flow_run.id }}): {{ flow_run|ui_url }}\n"
-    "Runbook: README, 'An alert arrived'."
+    "Runbook: docs/runbook.md, 'An alert arrived'."
 )
 
 log = logging.getLogger("register")

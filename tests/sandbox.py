@@ -143,7 +143,7 @@ class Sandbox:
     @property
     def fake_url(self) -> str:
         """The fake Notion/Resend: on the host, in the sandbox."""
-        return f"http://{self.ip}:8099"
+        return f"http://{self.ip}:{FAKE_SAAS_PORT}"
 
     @property
     def client(self) -> httpx.Client:
@@ -179,7 +179,7 @@ class Sandbox:
     def signup_patiently(
         self, body: dict[str, Any], key: str | None = None, tries: int = 20
     ) -> httpx.Response:
-        """A signup as the README asks a website to send it: 429 and 503 are sent again
+        """A signup as docs/door.md asks a website to send it: 429 and 503 are sent again
         after ``Retry-After``, with the same Idempotency-Key."""
         for _ in range(tries):
             answer = self.signup(body, key)
@@ -282,6 +282,9 @@ class Sandbox:
         return time.monotonic() - killed, run_id
 
 
+# The fake SaaS's port, as the sandbox inventory sets it for every play.
+SANDBOX_VARS = yaml.safe_load((ROOT / "inventories/local/group_vars/all/main.yml").read_text())
+FAKE_SAAS_PORT = SANDBOX_VARS["fake_saas_port"]
 # The edge's local CA, where the nginx_edge role puts it (its one source).
 EDGE_VARS = yaml.safe_load((ROOT / "roles" / "nginx_edge" / "vars" / "main.yml").read_text())
 CA_PATH = EDGE_VARS["nginx_edge_ca_certificate"]
@@ -290,19 +293,9 @@ ONCALL = Sandbox.oncall
 STEPS = 4  # emails in a sequence
 
 
-def sample_signup(email: str = "ada@example.com") -> dict[str, Any]:
-    return {
-        "email": email,
-        "first_name": "Ada",
-        "business_name": "Lovelace Analytics",
-        "assessment_score": 62,
-        "red_systems": 2,
-        "orange_systems": 3,
-        "yellow_systems": 1,
-        "green_systems": 4,
-        "gps_score": 7,
-        "money_score": 5,
-        "weakest_system_1": "Lead follow-up",
-        "weakest_system_2": "Invoicing",
-        "revenue_leak_total": 12500,
-    }
+# The example signup (tests/data/signup.yml), the one copy every test sends.
+EXAMPLE_SIGNUP: dict[str, Any] = yaml.safe_load((ROOT / "tests/data/signup.yml").read_text())
+
+
+def sample_signup(email: str = EXAMPLE_SIGNUP["email"]) -> dict[str, Any]:
+    return {**EXAMPLE_SIGNUP, "email": email}

@@ -1,4 +1,4 @@
-// Send one signup to a campaign door (see the repo README, "The door"). The same code
+// Send one signup to a campaign door (see docs/door.md). The same code
 // runs in the browser (form.html) and on a server (server.mjs, Node 18+ fetch).
 // One Idempotency-Key per form fill: 429 and 503 are sent again with the same key
 // after Retry-After, so a retry never makes a second run. 4xx answers other than 429

@@ -27,6 +27,9 @@ Optional environment:
 * ``SIGNUP_RETRIES`` (default ``4``): retries per API task
 * ``SIGNUP_MAX_RETRY_AFTER_SECONDS`` (default ``60``): cap on a ``Retry-After``
   wait
+* ``SIGNUP_LOCK_TIMEOUT_SECONDS`` (default ``600``): how long a run waits for
+  its address's ``signup-lock-<n>``; then it fails as transient and the
+  recovery runs it again
 """
 
 from __future__ import annotations

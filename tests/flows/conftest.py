@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from christmas_signup.resilience import CONCURRENCY_LIMITS
 from fake_saas import (
     DEFAULT_DATABASE_ID,
@@ -121,22 +122,12 @@ def signup_env(
     return fake_saas
 
 
+# The example signup (tests/data/signup.yml), the one copy every test sends.
+EXAMPLE_SIGNUP: dict[str, Any] = yaml.safe_load((ROOT / "tests/data/signup.yml").read_text())
+# As a person may type it: the flow lower-cases the address.
+TYPED_EMAIL = "Ada@Example.COM"
+
+
 def signup_params(**overrides: Any) -> dict[str, Any]:
-    """A valid signup (segment: critical), with overrides."""
-    params: dict[str, Any] = {
-        "email": "Jane.Doe@Example.COM",
-        "first_name": "Jane",
-        "business_name": "Doe & Daughters",
-        "assessment_score": 42,
-        "red_systems": 2,
-        "orange_systems": 1,
-        "yellow_systems": 2,
-        "green_systems": 1,
-        "gps_score": 55,
-        "money_score": 30,
-        "weakest_system_1": "Cash flow",
-        "weakest_system_2": "Hiring",
-        "revenue_leak_total": 48000.0,
-    }
-    params.update(overrides)
-    return params
+    """The example signup (segment: critical) with the address as typed, and overrides."""
+    return {**EXAMPLE_SIGNUP, "email": TYPED_EMAIL, **overrides}

@@ -13,16 +13,20 @@ from christmas_signup.flow import christmas_signup_handler
 from christmas_signup.notion import parse_email_ids
 from christmas_signup.resilience import (
     CONCURRENCY_LIMITS,
+    RATE_SLOTS,
     TransientSignupError,
     call_api,
     signup_lock_name,
 )
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
 from prefect.flow_engine import run_flow
 
-from .conftest import SENDER, signup_params
+from .conftest import EXAMPLE_SIGNUP, SENDER, signup_params
 
 STEP_DELAYS = {
     "welcome": None,
@@ -62,16 +66,16 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
     state = signup_env.state()
     assert len(state["pages"]) == 1
     props = plain(state["pages"][0])
-    assert props["Email"] == "jane.doe@example.com"
-    assert props["Name"] == "Jane"
-    assert props["Business"] == "Doe & Daughters"
+    assert props["Email"] == EXAMPLE_SIGNUP["email"]
+    assert props["Name"] == EXAMPLE_SIGNUP["first_name"]
+    assert props["Business"] == EXAMPLE_SIGNUP["business_name"]
     assert props["Segment"] == "Critical"
-    assert props["Assessment Score"] == 42
-    assert (props["Red Systems"], props["Orange Systems"]) == (2, 1)
-    assert (props["Yellow Systems"], props["Green Systems"]) == (2, 1)
-    assert (props["GPS Score"], props["Money Score"]) == (55, 30)
-    assert props["Weakest System 1"] == "Cash flow"
-    assert props["Revenue Leak Total"] == 48000.0
+    assert props["Assessment Score"] == EXAMPLE_SIGNUP["assessment_score"]
+    assert (props["Red Systems"], props["Orange Systems"]) == (2, 3)
+    assert (props["Yellow Systems"], props["Green Systems"]) == (1, 4)
+    assert (props["GPS Score"], props["Money Score"]) == (7, 5)
+    assert props["Weakest System 1"] == EXAMPLE_SIGNUP["weakest_system_1"]
+    assert props["Revenue Leak Total"] == EXAMPLE_SIGNUP["revenue_leak_total"]
     assert props["Sequence Status"] == "Scheduled"
 
     steps = by_step(state["emails"])
@@ -86,9 +90,9 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
     assert before <= start <= after
     for step, days in STEP_DELAYS.items():
         email = steps[step][0]
-        assert email["to"] == ["jane.doe@example.com"]
+        assert email["to"] == [EXAMPLE_SIGNUP["email"]]
         assert email["from"] == SENDER
-        assert email["idempotency_key"] == idempotency_key(step, "jane.doe@example.com")
+        assert email["idempotency_key"] == idempotency_key(step, EXAMPLE_SIGNUP["email"])
         if days is None:
             assert email["scheduled_at"] is None
             assert email["last_event"] == "delivered"
@@ -98,10 +102,10 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
     welcome = steps["welcome"][0]
     assert "Your result: critical" in welcome["text"]
     assert "Your result: critical" in welcome["html"]
-    assert "Doe &amp; Daughters" in welcome["html"]  # autoescaped HTML
-    assert "Doe & Daughters" in welcome["text"]
-    assert "Cash flow, Hiring" in welcome["text"]
-    assert "Jane" in welcome["subject"]
+    assert "Lovelace &amp; Daughters" in welcome["html"]  # autoescaped HTML
+    assert "Lovelace & Daughters" in welcome["text"]
+    assert "Lead follow-up, Invoicing" in welcome["text"]
+    assert "Ada" in welcome["subject"]
 
 
 def test_segment_decides_content(signup_env):
@@ -120,7 +124,7 @@ def test_same_signup_twice_sends_nothing_new(signup_env):
     first = signup_env.state()
     sends_before = len([r for r in first["requests"] if r["path"] == "/emails"])
 
-    result = christmas_signup_handler(**signup_params(email="jane.doe@example.com"))
+    result = christmas_signup_handler(**signup_params(email=EXAMPLE_SIGNUP["email"]))
 
     second = signup_env.state()
     assert len(second["pages"]) == 1
@@ -232,12 +236,28 @@ def test_shared_rate_limits_space_the_requests(signup_env, concurrency_limits):
     # burst of 2, then 2 per second
     assert time.monotonic() - started >= 1.5
 
-    signup_env.config(notion_rate=3, notion_burst=10, resend_rate=2, resend_burst=2)
+    # The signup half at one request a second for both services, slower than a run goes
+    # by itself, so only the limits keep it within the fake's rates: the fake refuses
+    # (429) past them as the real services do, and a paced run is never refused.
+    with get_client(sync_client=True) as client:
+        for name in ("notion-api", "resend-api"):
+            client.update_global_concurrency_limit(
+                name,
+                GlobalConcurrencyLimitUpdate(limit=RATE_SLOTS, slot_decay_per_second=RATE_SLOTS),
+            )
+    signup_env.config(notion_rate=1, notion_burst=1, resend_rate=1, resend_burst=1)
     state = christmas_signup_handler(**signup_params(), return_state=True)
     assert state.is_completed(), state
     fake = signup_env.state()
     assert len(fake["pages"]) == 1
     assert len(by_step(fake["emails"])) == 4
+    assert [r["path"] for r in fake["requests"] if r["status"] == 429] == []
+    for service in ("notion", "resend"):
+        times = [
+            datetime.fromisoformat(r["at"]) for r in fake["requests"] if r["service"] == service
+        ]
+        # One request a second at most (10% for clock rounding).
+        assert (times[-1] - times[0]).total_seconds() >= (len(times) - 1) * 0.9, service
 
 
 def test_missing_limits_do_not_block(prefect_harness):
