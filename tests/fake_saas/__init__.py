@@ -61,6 +61,7 @@ from .common import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
     DEFAULT_RESEND_API_KEY,
+    DEFAULT_RESEND_SENDING_API_KEY,
     ApiError,
 )
 from .server import FakeSaaS, FakeServer, make_server
@@ -71,6 +72,7 @@ __all__ = [
     "DEFAULT_DATA_SOURCE_ID",
     "DEFAULT_NOTION_TOKEN",
     "DEFAULT_RESEND_API_KEY",
+    "DEFAULT_RESEND_SENDING_API_KEY",
     "DEFAULT_TURNSTILE_SECRET",
     "ApiError",
     "FakeSaaS",
