@@ -317,7 +317,7 @@ def _config(prop: dict[str, Any]) -> dict[str, Any]:
     return {"options": options}
 
 
-def _normalise(name: str, kind: str, value: Any, prop: dict[str, Any]) -> Any:  # noqa: C901
+def _normalise(name: str, kind: str, value: Any, prop: dict[str, Any]) -> Any:
     where = f"body.properties.{name}.{kind}"
 
     def bad(expected: str) -> ApiError:
@@ -360,8 +360,10 @@ def _normalise(name: str, kind: str, value: Any, prop: dict[str, Any]) -> Any:  
         # A select gets a new option on write; a status only takes one it has.
         if kind == "status" and option not in (prop.get("options") or ()):
             raise ApiError(
-                400, "validation_error", f"Invalid status option. Status option {option!r} "
-                f"does not exist for property {name!r}."
+                400,
+                "validation_error",
+                f"Invalid status option. Status option {option!r} "
+                f"does not exist for property {name!r}.",
             )
         return {
             "id": hashlib.sha1(option.encode()).hexdigest()[:8],

@@ -159,7 +159,7 @@ class ResendApi:
             ],
         }
 
-    def _check_sender(self, sender: Any) -> None:  # noqa: ANN401 - JSON value
+    def _check_sender(self, sender: Any) -> None:
         """403 unless the sender's domain is verified (no domain list: every one is)."""
         address = _address(sender) if isinstance(sender, str) else None
         if address is None:

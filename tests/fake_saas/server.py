@@ -114,8 +114,8 @@ class FakeSaaS(NotionApi, ResendApi, TurnstileApi):
         if not isinstance(changes, dict):
             raise ApiError(400, "validation_error", "notion_schema: name -> type")
         with self.lock:
-            for name, spec in changes.items():
-                spec = {"type": spec} if isinstance(spec, str) else dict(spec)
+            for name, given in changes.items():
+                spec = {"type": given} if isinstance(given, str) else dict(given)
                 if spec.get("type") not in PROPERTY_KINDS:
                     raise ApiError(400, "validation_error", f"notion_schema: bad type {spec!r}")
                 options = spec.get("options")
