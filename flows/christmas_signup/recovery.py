@@ -63,7 +63,8 @@ ABANDON = "abandon"
 WAIT = "wait"
 #: Runs looked at per state and recovery run; the rest wait for the next one.
 PAGE_SIZE = 200
-#: The notification blocks ``register.py --automations`` creates (each only when set).
+#: The notification blocks ``register.py --automations`` creates (each only when set;
+#: both Slack-style or Resend webhooks, ``CustomWebhookNotificationBlock``).
 ALERT_BLOCKS = ("signup-alert-email", "signup-alert-webhook")
 QUOTA_ALERT_VARIABLE = "signup-quota-alerted-at"
 #: One quota alert per this long (Resend's daily quota counts a day).
@@ -128,7 +129,7 @@ def decide(  # noqa: PLR0911 - one return per rule reads best here
 def alert_quota_once(now: datetime, count: int) -> bool:
     """Tell on-call that signups wait for Resend's daily quota, unless already told within
     :data:`QUOTA_ALERT_INTERVAL`; True when a notification went out."""
-    from prefect.blocks.notifications import NotificationBlock  # noqa: PLC0415
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock  # noqa: PLC0415
     from prefect.variables import Variable  # noqa: PLC0415
 
     last = Variable.get(QUOTA_ALERT_VARIABLE, default=None)
@@ -137,7 +138,7 @@ def alert_quota_once(now: datetime, count: int) -> bool:
     sent = False
     for name in ALERT_BLOCKS:
         try:
-            block = NotificationBlock.load(name)
+            block = CustomWebhookNotificationBlock.load(name)
         except ValueError:
             continue  # that channel is not configured
         block.notify(QUOTA_ALERT_BODY.format(count=count), QUOTA_ALERT_SUBJECT)

@@ -61,10 +61,10 @@ class FakeSaaS(NotionApi, ResendApi, TurnstileApi):
         self.notion_token = notion_token
         self.resend_api_key = resend_api_key
         self.resend_sending_api_key = resend_sending_api_key
-        self.resend_domains = resend_domains
+        self.initial_domains = resend_domains
         self.database_id = database_id
         self.data_source_id = data_source_id
-        self.rates = {
+        self.initial_rates = {
             "notion_rate": notion_rate,
             "notion_burst": notion_burst,
             "resend_rate": resend_rate,
@@ -73,13 +73,16 @@ class FakeSaaS(NotionApi, ResendApi, TurnstileApi):
             "resend_daily_quota": 0.0,
             "notion_query_lag_seconds": 0.0,
         }
-        self.schema: dict[str, dict[str, Any]] = {}
-        self.set_schema(DEFAULT_SCHEMA)
         self.created = now()
         self.reset()
 
     def reset(self) -> None:
+        """Forget everything, and go back to the settings the fake started with."""
         with self.lock:
+            self.rates = dict(self.initial_rates)
+            self.resend_domains = self.initial_domains
+            self.schema: dict[str, dict[str, Any]] = {}
+            self.set_schema(DEFAULT_SCHEMA)
             self.pages: dict[str, dict[str, Any]] = {}
             self.page_created: dict[str, float] = {}
             self.emails: dict[str, dict[str, Any]] = {}
