@@ -213,3 +213,33 @@ def test_the_recovery_alerts_through_the_blocks_the_deploy_creates():
     from christmas_signup.recovery import ALERT_BLOCKS  # noqa: PLC0415
 
     assert ALERT_BLOCKS == (register.EMAIL_BLOCK, register.WEBHOOK_BLOCK)
+
+
+def test_a_status_type_sequence_status_is_written_as_a_status(faults_env):
+    faults_env.config(
+        notion_schema={
+            "Sequence Status": {"type": "status", "options": ["Pending", "Partial", "Scheduled"]}
+        }
+    )
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_completed(), state.message
+    fake = faults_env.state()
+    assert fake["pages"][0]["properties"]["Sequence Status"]["status"]["name"] == "Scheduled"
+    assert_once_each(fake)
+
+
+def test_a_property_of_the_wrong_type_fails_at_once_naming_it(faults_env):
+    faults_env.config(notion_schema={"Email": "rich_text"})
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_failed()
+    assert "TransientSignupError" not in state.message
+    assert "'Email' (email) must be of type email, not rich_text" in state.message
+    assert faults_env.state()["pages"] == []
+
+
+def test_an_address_notion_cannot_store_is_refused_before_any_call(faults_env):
+    address = "a" * 191 + "@b.example"  # 201 characters
+    state = christmas_signup_handler(**signup_params(email=address), return_state=True)
+    assert state.is_failed()
+    assert "email" in state.message and "200" in state.message
+    assert faults_env.state()["requests"] == []
