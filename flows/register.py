@@ -8,6 +8,7 @@ deploy (roles/prefect_deploy) runs it as::
     python register.py --source-dir /opt/galatek-flows/current --work-pool galatek
     python register.py --concurrency-limits
     python register.py --automations --deployment-id <signup deployment id>
+    python register.py --check-resend --env-file /etc/prefect-worker/prefect-worker.env
 
 The first form deploys ``christmas_signup/flow.py:christmas_signup_handler`` from
 code on local disk (``--source-dir``, default: this file's directory) to a
@@ -43,6 +44,15 @@ The third form creates or corrects (``changed`` only when something differs):
 It prints ``{"changed": bool, "items": [{"name": ..., "action":
 "created|updated|unchanged|deleted"}]}``.
 
+The fourth form checks, before a release goes live, that the flow can send: the Resend
+key and sender the flow would use (``RESEND_API_KEY``, ``RESEND_FROM``, ``RESEND_BASE_URL``
+from ``--env-file``, the worker's environment file, else this environment, else the
+Secret blocks, as the flow reads them). It lists the team's domains (``GET /domains``):
+a sending-only key (401 ``restricted_api_key``: the check, and reading or cancelling
+emails, need "Full access"), an invalid key, or a sender whose domain is missing or not
+``verified`` fails with exit status 2 and one line on stderr saying which. Nothing is
+sent. It prints ``{"sender_domain": ..., "status": "verified"}``.
+
 Logs go to stderr; stdout carries only the JSON line. Exit status 0 on success.
 """
 
@@ -53,6 +63,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,6 +110,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="create or update the automations and alert blocks instead of deploying",
     )
+    parser.add_argument(
+        "--check-resend",
+        action="store_true",
+        help="check the Resend key and sender domain instead of deploying",
+    )
+    parser.add_argument(
+        "--env-file", type=Path, help="the worker's environment file (for --check-resend)"
+    )
     parser.add_argument("--deployment-id", help="the signup deployment (for --automations)")
     parser.add_argument("--heartbeat-seconds", type=int, default=30, help="30 or more")
     parser.add_argument("--recovery-interval-seconds", type=int, default=60)
@@ -106,7 +125,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.automations and not args.deployment_id:
         parser.error("--deployment-id is required with --automations")
-    if not (args.concurrency_limits or args.automations) and not args.work_pool:
+    if (
+        not (args.concurrency_limits or args.automations or args.check_resend)
+        and not args.work_pool
+    ):
         parser.error("--work-pool is required to deploy")
     if args.heartbeat_seconds < 30:
         parser.error("--heartbeat-seconds must be 30 or more (Prefect's minimum)")
@@ -370,12 +392,85 @@ def ensure_concurrency_limits(source_dir: Path) -> dict[str, Any]:
     return {"changed": any(r["action"] != "unchanged" for r in report), "limits": report}
 
 
+class ResendCheckError(RuntimeError):
+    """The flow could not send with this Resend key and sender."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of a systemd environment file (values may be double-quoted)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name and not name.startswith("#"):
+            words = shlex.split(value, posix=True)
+            values[name] = words[0] if words else ""
+    return values
+
+
+def check_resend(source_dir: Path) -> dict[str, Any]:
+    """The Resend key may list domains and the sender's domain is verified (see the module
+    docstring); raise :class:`ResendCheckError` saying what is wrong."""
+    import httpx  # noqa: PLC0415
+
+    sys.path.insert(0, str(source_dir.resolve()))
+    from christmas_signup.settings import (  # noqa: PLC0415
+        DEFAULT_RESEND_BASE_URL,
+        lookup_secret,
+    )
+
+    key, sender = lookup_secret("resend_api_key"), lookup_secret("resend_from")
+    if not key or not sender:
+        raise ResendCheckError("RESEND_API_KEY and RESEND_FROM must be set for the flow")
+    domain = sender.rpartition("@")[2].rstrip(">").strip().lower()
+    base = (os.environ.get("RESEND_BASE_URL") or DEFAULT_RESEND_BASE_URL).rstrip("/")
+    try:
+        answer = httpx.get(
+            f"{base}/domains", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise ResendCheckError(f"Resend did not answer at {base}: {exc}") from exc
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    name = body.get("name") if isinstance(body, dict) else None
+    if answer.status_code == 401 and name == "restricted_api_key":
+        raise ResendCheckError(
+            "RESEND_API_KEY is a sending-only key (Resend: restricted_api_key); give the flow "
+            "a key with Full access (needed to check the sender and to read or cancel emails)"
+        )
+    if answer.status_code in (400, 401, 403):
+        raise ResendCheckError(f"RESEND_API_KEY is refused by Resend ({answer.status_code} {name})")
+    if answer.status_code != 200:
+        raise ResendCheckError(f"Resend answered {answer.status_code} {name} to GET /domains")
+    statuses = {d.get("name", "").lower(): d.get("status") for d in body.get("data") or []}
+    if domain not in statuses:
+        raise ResendCheckError(
+            f"RESEND_FROM's domain {domain} is not a domain of this Resend team "
+            f"(it has: {', '.join(sorted(statuses)) or 'none'})"
+        )
+    if statuses[domain] != "verified":
+        raise ResendCheckError(
+            f"RESEND_FROM's domain {domain} is not verified in Resend "
+            f"(status: {statuses[domain]}); verify it at https://resend.com/domains"
+        )
+    return {"sender_domain": domain, "status": "verified"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; prints exactly one JSON line on stdout."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = parse_args(argv)
-    if args.concurrency_limits:
+    if args.check_resend:
+        if args.env_file:
+            os.environ.update(read_env_file(args.env_file))
+        try:
+            result = check_resend(args.source_dir)
+        except ResendCheckError as exc:
+            sys.stderr.write(f"DEPLOY REFUSED: {exc}\n")
+            return 2
+    elif args.concurrency_limits:
         result = ensure_concurrency_limits(args.source_dir)
     elif args.automations:
         result = ensure_automations(args, dict(os.environ))

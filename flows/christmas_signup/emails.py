@@ -31,9 +31,10 @@ import resend
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from resend.http_client_requests import RequestsClient
 
 from christmas_signup.inputs import Signup
-from christmas_signup.resilience import RESEND_LIMIT, call_api
+from christmas_signup.resilience import RESEND_LIMIT, call_api, http_timeout_seconds
 from christmas_signup.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -110,7 +111,7 @@ def _environments() -> tuple[Environment, Environment]:
 def idempotency_key(step: str, email: str) -> str:
     """The stable Resend idempotency key of one step for one contact.
 
-    The address is hashed: an address may be up to 254 characters, Resend's keys
+    The address is hashed: an address may be up to 200 characters, Resend's keys
     at most 256, and the key then carries no personal data into logs.
     """
     return f"{step}/{hashlib.sha256(email.encode()).hexdigest()}"
@@ -153,6 +154,7 @@ def configure(settings: Settings) -> None:
     """Point the resend SDK at the configured API (module-level settings of the SDK)."""
     resend.api_key = settings.resend_api_key.get_secret_value()
     resend.api_url = settings.resend_base_url
+    resend.default_http_client = RequestsClient(timeout=http_timeout_seconds())  # type: ignore[arg-type]
 
 
 @task(

@@ -20,8 +20,9 @@ Order of work, each API call a separate retried task:
    was not recorded is repeated with the same idempotency key, and Resend answers
    with the original email instead of sending it twice);
 8. on a failure, mark the contact ``Partial`` and fail the run: with
-   :class:`TransientSignupError` when the cause passes (429, 5xx, timeouts;
-   the recovery runs it again), with the original error otherwise (permanent).
+   :class:`TransientSignupError` when the cause passes (429, 5xx, timeouts, Notion's
+   409/529, a long ``Retry-After`` or Resend's daily quota; the recovery runs it again),
+   with the original error otherwise (permanent).
 """
 
 from __future__ import annotations
@@ -137,12 +138,10 @@ def _record_and_send(signup: Signup, settings: Settings, now: datetime) -> dict[
     client = notion.make_client(settings)
     emails.configure(settings)
 
-    data_source_id = notion.resolve_data_source.with_options(**options)(
-        client, settings.notion_database_id
+    source = notion.resolve_data_source.with_options(**options)(
+        client, settings.notion_database_id, names
     )
-    contact = notion.upsert_contact.with_options(**options)(
-        client, data_source_id, signup, names, now
-    )
+    contact = notion.upsert_contact.with_options(**options)(client, source, signup, names, now)
     result: dict[str, Any] = {
         "page_id": contact.page_id,
         "created": contact.created,
@@ -157,8 +156,13 @@ def _record_and_send(signup: Signup, settings: Settings, now: datetime) -> dict[
     start = contact.sequence_start
     if start is None or now - start > SEQUENCE_START_REUSE:
         start = now
-    record = notion.record_sequence.with_options(**options)
     email_ids = dict(contact.email_ids)
+
+    def record(status: str) -> None:
+        notion.record_sequence.with_options(**options)(
+            client, contact.page_id, email_ids, status, names, types=source.types
+        )
+
     messages = emails.render_sequence(signup, start)
     for message in messages:
         if message.step in email_ids:
@@ -168,17 +172,17 @@ def _record_and_send(signup: Signup, settings: Settings, now: datetime) -> dict[
         )
         if not state.is_completed():
             failure = state.result(raise_on_failure=False)
-            record(client, contact.page_id, email_ids, notion.STATUS_PARTIAL, names)
+            record(notion.STATUS_PARTIAL)
             error = TransientSignupError if is_transient(failure) else SequenceSendError
             raise error(f"email step {message.step!r} failed: {failure}") from failure
         email_ids[message.step] = state.result()
         result["sent"][message.step] = email_ids[message.step]
         done = all(m.step in email_ids for m in messages)
         status = notion.STATUS_SCHEDULED if done else notion.STATUS_PENDING
-        record(client, contact.page_id, email_ids, status, names)
+        record(status)
         result["sequence_status"] = status
     if result["sequence_status"] != notion.STATUS_SCHEDULED:
         # Everything was sent before, but the last status write was lost.
-        record(client, contact.page_id, email_ids, notion.STATUS_SCHEDULED, names)
+        record(notion.STATUS_SCHEDULED)
         result["sequence_status"] = notion.STATUS_SCHEDULED
     return result

@@ -31,8 +31,12 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+#: Notion's email property holds at most 200 characters ("Request limits"), fewer than
+#: the 254 an address may have: a longer one could never be stored, so it is refused here
+#: and, through the deployment's parameter schema, at the door.
+MAX_EMAIL_LENGTH = 200
 
-Email = Annotated[str, Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)]
+Email = Annotated[str, Field(min_length=3, max_length=MAX_EMAIL_LENGTH, pattern=EMAIL_PATTERN)]
 FirstName = Annotated[str, Field(min_length=1, max_length=100)]
 BusinessName = Annotated[str, Field(min_length=1, max_length=200)]
 Score = Annotated[int, Field(ge=0, le=100)]

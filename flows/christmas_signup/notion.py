@@ -32,15 +32,34 @@ scheduled_email_ids    Scheduled Email IDs    rich_text
 sequence_start         Sequence Start         date
 =====================  =====================  ===========
 
+``Sequence Status`` may also be a ``status`` property (with the options Pending, Partial
+and Scheduled); the types are read from the data source once per process, and a
+property missing or of another type fails the run at once, naming it.
+
 ``Sequence Status`` is ``Pending`` (contact saved, emails not all sent),
 ``Partial`` (some emails failed) or ``Scheduled`` (welcome sent and the whole
 sequence scheduled). ``Scheduled Email IDs`` holds one ``step=resend-id`` line
 per email sent. Together they are the lasting guard against sending twice:
 Resend forgets idempotency keys after 24 hours, Notion does not.
+
+One page per contact, although Notion has no idempotency keys and its query may not
+find a page created a moment ago (no bound is documented; ``NOTION_QUERY_LAG_SECONDS``,
+default 10, is the longest lag the flow allows for):
+
+* a create whose answer was lost (a 5xx, a timeout, a dropped connection) may have
+  made the page: the retry looks the contact up again, for up to the lag, before it
+  creates one;
+* a run that created the page waits (holding the address's lock) until the query finds
+  it, up to the lag, so the next run for that address finds it too.
+
+A run that ends after a lost create is run again by the recovery 20 s or more later,
+beyond the default lag.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,8 +69,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from christmas_signup.inputs import Signup
-from christmas_signup.resilience import NOTION_LIMIT, call_api
-from christmas_signup.settings import Settings
+from christmas_signup.resilience import NOTION_LIMIT, call_api, http_timeout_seconds, is_transient
+from christmas_signup.settings import Settings, env_float
 
 NOTION_VERSION = "2025-09-03"
 
@@ -95,11 +114,36 @@ DEFAULT_PROPERTIES: dict[str, str] = {
     "sequence_start": "Sequence Start",
 }
 
+#: Other types a property may have in the workspace (Notion's ``status`` type).
+ALTERNATIVE_TYPES: dict[str, tuple[str, ...]] = {"sequence_status": ("status",)}
+
 STATUS_PENDING = "Pending"
 STATUS_PARTIAL = "Partial"
 STATUS_SCHEDULED = "Scheduled"
 
-_data_source_ids: dict[str, str] = {}
+#: Seconds between two lookups while waiting for the query to find a page.
+LAG_POLL_SECONDS = 1.0
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The contacts' data source: its id and the type of each property (by logical key)."""
+
+    id: str
+    types: dict[str, str]
+
+
+_data_sources: dict[str, DataSource] = {}
+#: Addresses whose page create may have happened without its answer (monotonic time of
+#: the attempt); a retry in this process looks the contact up for the lag before creating.
+_unconfirmed_creates: dict[str, float] = {}
+
+
+def query_lag_seconds() -> float:
+    """The longest time a new page may stay invisible to queries (see the module docstring)."""
+    return env_float("NOTION_QUERY_LAG_SECONDS", 10.0)
 
 
 def property_names(overrides: dict[str, str] | None = None) -> dict[str, str]:
@@ -117,7 +161,7 @@ def make_client(settings: Settings) -> Client:
         auth=settings.notion_token.get_secret_value(),
         base_url=settings.notion_base_url,
         notion_version=NOTION_VERSION,
-        timeout_ms=30_000,
+        timeout_ms=int(http_timeout_seconds() * 1000),
         retry=False,
     )
 
@@ -140,16 +184,19 @@ def _text(content: str) -> list[dict[str, Any]]:
 def _value(prop_type: str, value: Any) -> dict[str, Any]:  # noqa: ANN401 - JSON value
     if prop_type in ("title", "rich_text"):
         return {prop_type: _text(value) if value else []}
-    if prop_type == "select":
-        return {"select": {"name": value} if value else None}
+    if prop_type in ("select", "status"):
+        return {prop_type: {"name": value} if value else None}
     if prop_type == "date":
         return {"date": {"start": value.isoformat()} if value else None}
     return {prop_type: value}
 
 
-def build_properties(values: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    """Notion property values for the given logical keys."""
-    return {names[key]: _value(PROPERTY_TYPES[key], val) for key, val in values.items()}
+def build_properties(
+    values: dict[str, Any], names: dict[str, str], types: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Notion property values for the given logical keys (``types``: the data source's)."""
+    types = {**PROPERTY_TYPES, **(types or {})}
+    return {names[key]: _value(types[key], val) for key, val in values.items()}
 
 
 def profile_values(signup: Signup) -> dict[str, Any]:
@@ -190,7 +237,8 @@ def parse_email_ids(text: str) -> dict[str, str]:
 def contact_from_page(page: dict[str, Any], names: dict[str, str], created: bool) -> Contact:
     """Read the sequence state out of a Notion page object."""
     props = page.get("properties", {})
-    status_prop = props.get(names["sequence_status"], {}).get("select") or {}
+    status = props.get(names["sequence_status"], {})
+    status_prop = status.get("select") or status.get("status") or {}
     ids_prop = props.get(names["scheduled_email_ids"], {}).get("rich_text") or []
     ids_text = "".join(part.get("plain_text", "") for part in ids_prop)
     date_prop = props.get(names["sequence_start"], {}).get("date") or {}
@@ -208,15 +256,33 @@ def contact_from_page(page: dict[str, Any], names: dict[str, str], created: bool
     name="notion-resolve-data-source",
     cache_policy=NO_CACHE,
 )
-def resolve_data_source(client: Client, database_id: str) -> str:
-    """The id of the database's first data source (looked up once per process)."""
-    if database_id not in _data_source_ids:
+def resolve_data_source(client: Client, database_id: str, names: dict[str, str]) -> DataSource:
+    """The database's first data source and its property types (looked up once per
+    process); a property missing or of another type is an error naming it."""
+    if database_id not in _data_sources:
         database = call_api(NOTION_LIMIT, lambda: client.databases.retrieve(database_id))
         sources = database.get("data_sources") or []
         if not sources:
             raise ValueError(f"Notion database {database_id} has no data source")
-        _data_source_ids[database_id] = sources[0]["id"]
-    return _data_source_ids[database_id]
+        source_id = sources[0]["id"]
+        source = call_api(NOTION_LIMIT, lambda: client.data_sources.retrieve(source_id))
+        _data_sources[database_id] = DataSource(source_id, _property_types(source, names))
+    return _data_sources[database_id]
+
+
+def _property_types(source: dict[str, Any], names: dict[str, str]) -> dict[str, str]:
+    found = source.get("properties") or {}
+    types: dict[str, str] = {}
+    for key, name in names.items():
+        kind = (found.get(name) or {}).get("type")
+        allowed = (PROPERTY_TYPES[key], *ALTERNATIVE_TYPES.get(key, ()))
+        if kind not in allowed:
+            raise ValueError(
+                f"Notion property {name!r} ({key}) must be of type {' or '.join(allowed)}, "
+                f"not {kind or 'missing'} (rename it in Notion or set NOTION_PROPERTIES)"
+            )
+        types[key] = kind
+    return types
 
 
 def find_contact_page(
@@ -236,42 +302,83 @@ def find_contact_page(
     return results[0] if results else None
 
 
+def _wait_for_contact(
+    client: Client, data_source_id: str, email: str, names: dict[str, str], since: float
+) -> dict[str, Any] | None:
+    """Look the contact up until the query finds it or the lag since ``since`` is over."""
+    while True:
+        page = find_contact_page(client, data_source_id, email, names)
+        if page is not None or time.monotonic() - since >= query_lag_seconds():
+            return page
+        time.sleep(LAG_POLL_SECONDS)
+
+
+def _create_contact(
+    client: Client,
+    source: DataSource,
+    email: str,
+    names: dict[str, str],
+    properties: dict[str, Any],
+) -> dict[str, Any]:
+    """Create the page; a lost answer is remembered, so the retry looks again first."""
+    attempted = time.monotonic()
+    try:
+        page = call_api(
+            NOTION_LIMIT,
+            lambda: client.pages.create(
+                parent={"type": "data_source_id", "data_source_id": source.id},
+                properties=properties,
+            ),
+        )
+    except Exception as exc:
+        if is_transient(exc):
+            _unconfirmed_creates.setdefault(email, attempted)
+        raise
+    # Hold on (the caller holds the address's lock) until the query finds the new page,
+    # so that no later lookup for this address misses it.
+    if _wait_for_contact(client, source.id, email, names, attempted) is None:
+        logger.warning("the Notion query did not find the new contact within the lag")
+    _unconfirmed_creates.pop(email, None)
+    return page
+
+
 @task(
     name="notion-upsert-contact",
     cache_policy=NO_CACHE,
 )
 def upsert_contact(
     client: Client,
-    data_source_id: str,
+    source: DataSource,
     signup: Signup,
     names: dict[str, str],
     sequence_start: datetime,
 ) -> Contact:
     """Create the contact, or update its profile; the sequence state is kept as it is.
 
-    The lookup runs again on every attempt, so a retry after a lost response
-    finds the page the first attempt created instead of creating a second one.
+    The lookup runs again on every attempt, so a retry after a lost response finds the
+    page the first attempt created instead of creating a second one; after a lost create
+    it looks for up to the query lag (see the module docstring).
     """
-    page = find_contact_page(client, data_source_id, signup.email, names)
-    profile = build_properties(profile_values(signup), names)
+    page = find_contact_page(client, source.id, signup.email, names)
+    unconfirmed = _unconfirmed_creates.get(signup.email)
+    if page is None and unconfirmed is not None:
+        page = _wait_for_contact(client, source.id, signup.email, names, unconfirmed)
+    profile = build_properties(profile_values(signup), names, source.types)
     if page is None:
         properties = {
             **profile,
             **build_properties(
-                {"sequence_status": STATUS_PENDING, "sequence_start": sequence_start}, names
+                {"sequence_status": STATUS_PENDING, "sequence_start": sequence_start},
+                names,
+                source.types,
             ),
         }
-        created = call_api(
-            NOTION_LIMIT,
-            lambda: client.pages.create(
-                parent={"type": "data_source_id", "data_source_id": data_source_id},
-                properties=properties,
-            ),
-        )
+        created = _create_contact(client, source, signup.email, names, properties)
         return contact_from_page(created, names, created=True)
+    _unconfirmed_creates.pop(signup.email, None)
     contact = contact_from_page(page, names, created=False)
     if contact.sequence_start is None:
-        profile.update(build_properties({"sequence_start": sequence_start}, names))
+        profile.update(build_properties({"sequence_start": sequence_start}, names, source.types))
     updated = call_api(NOTION_LIMIT, lambda: client.pages.update(page["id"], properties=profile))
     return contact_from_page(updated, names, created=False)
 
@@ -281,10 +388,18 @@ def upsert_contact(
     cache_policy=NO_CACHE,
 )
 def record_sequence(
-    client: Client, page_id: str, email_ids: dict[str, str], status: str, names: dict[str, str]
+    client: Client,
+    page_id: str,
+    email_ids: dict[str, str],
+    status: str,
+    names: dict[str, str],
+    *,
+    types: dict[str, str] | None = None,
 ) -> None:
     """Write the sequence status and the sent email ids back to the contact."""
     properties = build_properties(
-        {"sequence_status": status, "scheduled_email_ids": format_email_ids(email_ids)}, names
+        {"sequence_status": status, "scheduled_email_ids": format_email_ids(email_ids)},
+        names,
+        types,
     )
     call_api(NOTION_LIMIT, lambda: client.pages.update(page_id, properties=properties))

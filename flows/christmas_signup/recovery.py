@@ -15,6 +15,8 @@ busy). Each run looks at the signup deployment's runs and decides, with
   default 20 s, capped at ``max_delay_seconds``), never past the end of the window;
 * ``Failed`` for any other reason (validation, a 4xx that is not 429 or Resend's
   concurrent-request 409, a bug): permanent, **abandon** at once;
+  a failure that asked for a later retry (``retry after <n>s`` in its message: a long
+  ``Retry-After``, Resend's daily quota) is not run again before that;
 * ``Pending`` for longer than ``pending_timeout_seconds`` (its worker died before
   the flow started): run again;
 * ``Running`` for longer than ``running_timeout_seconds`` (its process is gone and nothing
@@ -30,6 +32,12 @@ which emits the event ``prefect.flow-run.Abandoned``: the deploy's alert
 automation (``signup-alert``) sends on-call exactly one notification for it. An
 abandoned run is not looked at again. The recovery runs on the worker pool, so it
 works as long as one worker is up; the zombie automation runs in the server.
+
+Resend's daily quota (``daily_quota_exceeded`` in a run's message): those signups wait
+and are run again after the quota's retry time; on-call gets **one** notification
+through the deploy's alert blocks (``signup-alert-email``, ``signup-alert-webhook``), at
+most one per :data:`QUOTA_ALERT_INTERVAL`, remembered in the Prefect variable
+``signup-quota-alerted-at``. The signups complete by themselves when the quota comes back.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import AwaitingRetry, Failed
 
-from christmas_signup.resilience import TransientSignupError
+from christmas_signup.resilience import QUOTA_EXCEEDED, TransientSignupError, retry_after_in
 
 ABANDONED = "Abandoned"
 SMOKE_TEST_TAG = "smoke-test"
@@ -60,6 +68,18 @@ ABANDON = "abandon"
 WAIT = "wait"
 #: Runs looked at per state and recovery run; the rest wait for the next one.
 PAGE_SIZE = 200
+#: The notification blocks ``register.py --automations`` creates (each only when set;
+#: both Slack-style or Resend webhooks, ``CustomWebhookNotificationBlock``).
+ALERT_BLOCKS = ("signup-alert-email", "signup-alert-webhook")
+QUOTA_ALERT_VARIABLE = "signup-quota-alerted-at"
+#: One quota alert per this long (Resend's daily quota counts a day).
+QUOTA_ALERT_INTERVAL = timedelta(hours=24)
+QUOTA_ALERT_SUBJECT = "Signups wait for Resend's daily email quota"
+QUOTA_ALERT_BODY = (
+    "Resend answered daily_quota_exceeded: {count} signup(s) wait and are run again "
+    "when the quota comes back; nothing is lost. If this happens often, raise the plan's "
+    "quota in Resend. Runbook: README, 'An alert arrived'."
+)
 
 
 @dataclass(frozen=True)
@@ -119,8 +139,32 @@ def decide(run: FlowRun, now: datetime, limits: Limits) -> Decision:
         return Decision(ABANDON, f"still failing after the {hours} retry window: {verdict.reason}")
     attempts = max(run.run_count, 1)
     delay = min(limits.first_delay * 2 ** (attempts - 1), limits.max_delay)
-    when = min(now + delay, window_end)
-    return Decision(RETRY, f"attempt {attempts + 1} after {verdict.reason}", when)
+    when = now + delay
+    asked = retry_after_in(run.state.message or "")
+    if asked is not None and run.state.timestamp is not None:
+        when = max(when, run.state.timestamp + timedelta(seconds=asked))
+    return Decision(RETRY, f"attempt {attempts + 1} after {verdict.reason}", min(when, window_end))
+
+
+def alert_quota_once(now: datetime, count: int) -> bool:
+    """Tell on-call that signups wait for Resend's daily quota, unless already told within
+    :data:`QUOTA_ALERT_INTERVAL`; True when a notification went out."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock  # noqa: PLC0415
+    from prefect.variables import Variable  # noqa: PLC0415
+
+    last = Variable.get(QUOTA_ALERT_VARIABLE, default=None)
+    if last and now - datetime.fromisoformat(str(last)) < QUOTA_ALERT_INTERVAL:
+        return False
+    sent = False
+    for name in ALERT_BLOCKS:
+        try:
+            block = CustomWebhookNotificationBlock.load(name)
+        except ValueError:
+            continue  # that channel is not configured
+        block.notify(QUOTA_ALERT_BODY.format(count=count), QUOTA_ALERT_SUBJECT)
+        sent = True
+    Variable.set(QUOTA_ALERT_VARIABLE, now.isoformat(), overwrite=True)
+    return sent
 
 
 def _candidates(client: Any, deployment_id: UUID, now: datetime) -> list[FlowRun]:  # noqa: ANN401
@@ -175,12 +219,14 @@ def recover_signups(  # noqa: PLR0917 - Prefect maps the parameters by name
         running_timeout=timedelta(seconds=running_timeout_seconds),
     )
     summary: dict[str, list[str]] = {"retried": [], "abandoned": []}
+    waiting_for_quota = 0
     with get_client(sync_client=True) as client:
         for run in _candidates(client, signup_deployment_id, now):
             decision = decide(run, now, limits)
             if decision.action == RETRY:
                 state = AwaitingRetry(scheduled_time=decision.when, message=decision.reason)
                 summary["retried"].append(str(run.id))
+                waiting_for_quota += QUOTA_EXCEEDED in decision.reason
             elif decision.action == ABANDON:
                 state = Failed(name=ABANDONED, message=decision.reason[:1000])
                 summary["abandoned"].append(str(run.id))
@@ -188,4 +234,8 @@ def recover_signups(  # noqa: PLR0917 - Prefect maps the parameters by name
                 continue
             logger.warning("flow run %s (%s): %s", run.name, decision.action, decision.reason)
             client.set_flow_run_state(run.id, state, force=True)
+    if waiting_for_quota and alert_quota_once(now, waiting_for_quota):
+        logger.warning(
+            "%d signup(s) wait for Resend's daily quota: on-call told", waiting_for_quota
+        )
     return summary

@@ -6,9 +6,18 @@
   Validation, auth and other 4xx errors fail at once. These options live in
   one place, :func:`api_task_options`, which the flow applies to every API
   task (the task decorators carry none).
-* ``Retry-After`` is honoured by waiting it out (capped) inside the task before
-  the error is raised, so the next attempt never comes earlier than the API
-  asked; the back-off then adds its own short delay.
+* Transient also: Notion's ``409 conflict_error`` ("try again", Notion's status codes)
+  and ``529``; Resend's concurrent-request 409.
+* ``Retry-After`` is honoured however long. Up to ``SIGNUP_MAX_RETRY_AFTER_SECONDS``
+  (default 60) it is waited out inside the task before the error is raised, so the next
+  attempt never comes earlier than the API asked; the back-off then adds its own short
+  delay. A longer one is not waited for in the task (that would hold a worker slot):
+  it raises :class:`RetryLaterError`, which the task does not retry, the run fails
+  with ``TransientSignupError ... retry after <n>s`` and the recovery runs it again no
+  earlier than that.
+* Resend's ``429 daily_quota_exceeded`` is a :class:`RetryLaterError` too (after its
+  ``Retry-After``, else :data:`QUOTA_RETRY_SECONDS`): nothing more is sent until the
+  quota comes back; the recovery alerts on-call once (``recovery.py``).
 * Every request first waits for its turn at a Prefect global concurrency limit with
   slot decay (``notion-api``, ``resend-api``), taken with Prefect's ``rate_limit()``:
   one limit on the server paces every run on every worker host. :data:`CONCURRENCY_LIMITS`
@@ -26,6 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -85,6 +96,38 @@ class TransientSignupError(RuntimeError):
     message is how the recovery tells it from a permanent error."""
 
 
+#: The error name Resend gives when the team's daily email quota is spent; it appears in
+#: the failed run's state message, which is how the recovery recognises it.
+QUOTA_EXCEEDED = "daily_quota_exceeded"
+#: When Resend's quota answer carries no Retry-After (none is documented): try again in
+#: an hour (guessed; the quota counts the last 24 hours).
+QUOTA_RETRY_SECONDS = 3600.0
+#: How a retry time is written into the error message (``retry after 120s``); the
+#: recovery reads it back (:func:`retry_after_in`).
+_RETRY_AFTER_TEXT = re.compile(r"retry after (\d+(?:\.\d+)?)s")
+
+
+class RetryLaterError(RuntimeError):
+    """A transient failure that lasts longer than a task should wait (a long Retry-After,
+    Resend's daily quota): not retried by the task; the run fails as transient and the
+    recovery runs it again no earlier than ``seconds`` from now."""
+
+    def __init__(self, reason: str, seconds: float) -> None:
+        super().__init__(f"{reason}; retry after {math.ceil(seconds)}s")
+        self.seconds = seconds
+
+
+def retry_after_in(message: str) -> float | None:
+    """The ``retry after <n>s`` a :class:`RetryLaterError` wrote into ``message``."""
+    match = _RETRY_AFTER_TEXT.search(message)
+    return float(match.group(1)) if match else None
+
+
+def http_timeout_seconds() -> float:
+    """How long one Notion or Resend request may take (``SIGNUP_HTTP_TIMEOUT_SECONDS``)."""
+    return env_float("SIGNUP_HTTP_TIMEOUT_SECONDS", 30.0)
+
+
 def signup_lock_name(email: str) -> str:
     """The lock a signup for ``email`` (already lower-cased) holds."""
     digest = hashlib.sha256(email.encode()).digest()
@@ -138,12 +181,20 @@ def _status_of(exc: BaseException) -> int | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for 429, 5xx, timeouts, connection errors and Resend's concurrent-request
-    409; False for everything else (validation, auth, other 4xx: permanent)."""
+    """True for 429, 5xx, timeouts, connection errors, Notion's conflict 409 and Resend's
+    concurrent-request 409; False for everything else (validation, auth, other 4xx:
+    permanent)."""
     if isinstance(
-        exc, TransientSignupError | RequestTimeoutError | httpx.TransportError | TimeoutError
+        exc,
+        TransientSignupError
+        | RetryLaterError
+        | RequestTimeoutError
+        | httpx.TransportError
+        | TimeoutError,
     ):
         return True
+    if isinstance(exc, HTTPResponseError) and exc.code == "conflict_error":
+        return True  # Notion: "a data collision ... try again"
     if isinstance(exc, resend.exceptions.ResendError):
         if exc.error_type == "HttpClientError":
             return True  # the SDK's wrapper for timeouts and connection errors
@@ -178,6 +229,8 @@ def retry_on_transient(task: object, task_run: object, state: State) -> bool:
     """Prefect ``retry_condition_fn``: retry only transient failures."""
     try:
         state.result()
+    except RetryLaterError:
+        return False  # the recovery runs it again later
     except Exception as exc:
         return is_transient(exc)
     return False
@@ -198,12 +251,17 @@ def call_api(limit_name: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except Exception as exc:
-        if is_transient(exc):
-            wait = retry_after_seconds(exc)
-            if wait:
-                wait = min(wait, env_float("SIGNUP_MAX_RETRY_AFTER_SECONDS", 60.0))
-                logger.warning("%s answered %s; waiting %.1fs (Retry-After)", limit_name, exc, wait)
-                time.sleep(wait)
+        if not is_transient(exc):
+            raise
+        wait = retry_after_seconds(exc)
+        if getattr(exc, "error_type", None) == QUOTA_EXCEEDED:
+            reason = f"Resend {QUOTA_EXCEEDED}: {exc}"
+            raise RetryLaterError(reason, wait or QUOTA_RETRY_SECONDS) from exc
+        if wait and wait > env_float("SIGNUP_MAX_RETRY_AFTER_SECONDS", 60.0):
+            raise RetryLaterError(f"{limit_name} answered {exc}", wait) from exc
+        if wait:
+            logger.warning("%s answered %s; waiting %.1fs (Retry-After)", limit_name, exc, wait)
+            time.sleep(wait)
         raise
 
 

@@ -25,11 +25,16 @@ Optional environment:
 * ``SIGNUP_RETRY_BASE_SECONDS`` (default ``2``): first retry delay of the API
   tasks; later retries double it (exponential back-off with jitter)
 * ``SIGNUP_RETRIES`` (default ``4``): retries per API task
-* ``SIGNUP_MAX_RETRY_AFTER_SECONDS`` (default ``60``): cap on a ``Retry-After``
-  wait
+* ``SIGNUP_MAX_RETRY_AFTER_SECONDS`` (default ``60``): the longest ``Retry-After``
+  waited out inside a task; a longer one ends the run as transient and the recovery
+  runs it again after that time
 * ``SIGNUP_LOCK_TIMEOUT_SECONDS`` (default ``600``): how long a run waits for
   its address's ``signup-lock-<n>``; then it fails as transient and the
   recovery runs it again
+* ``SIGNUP_HTTP_TIMEOUT_SECONDS`` (default ``30``): timeout of one Notion or Resend
+  request
+* ``NOTION_QUERY_LAG_SECONDS`` (default ``10``): how long Notion's query may miss a page
+  just created (see ``notion.py``)
 """
 
 from __future__ import annotations

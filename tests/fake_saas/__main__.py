@@ -15,6 +15,7 @@ from fake_saas import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
     DEFAULT_RESEND_API_KEY,
+    DEFAULT_RESEND_SENDING_API_KEY,
     DEFAULT_TURNSTILE_SECRET,
     make_server,
 )
@@ -33,6 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("--notion-database-id", "FAKE_NOTION_DATABASE_ID", DEFAULT_DATABASE_ID, str),
         ("--notion-data-source-id", "FAKE_NOTION_DATA_SOURCE_ID", DEFAULT_DATA_SOURCE_ID, str),
         ("--resend-api-key", "FAKE_RESEND_API_KEY", DEFAULT_RESEND_API_KEY, str),
+        (
+            "--resend-sending-api-key",
+            "FAKE_RESEND_SENDING_API_KEY",
+            DEFAULT_RESEND_SENDING_API_KEY,
+            str,
+        ),
+        ("--resend-domains", "FAKE_RESEND_DOMAINS", "", str),
         ("--notion-rate", "FAKE_NOTION_RATE", "3", float),
         ("--notion-burst", "FAKE_NOTION_BURST", "10", float),
         ("--resend-rate", "FAKE_RESEND_RATE", "2", float),
@@ -55,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         notion_token=args.notion_token,
         resend_api_key=args.resend_api_key,
+        resend_sending_api_key=args.resend_sending_api_key,
+        # Verified sender domains (comma-separated); empty: every domain is verified.
+        resend_domains={d: "verified" for d in args.resend_domains.split(",") if d} or None,
         database_id=args.notion_database_id,
         data_source_id=args.notion_data_source_id,
         notion_rate=args.notion_rate,

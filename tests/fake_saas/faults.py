@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -32,7 +33,15 @@ class Bucket:
 
 @dataclass
 class Fault:
-    """A queued failure (see the module docstring)."""
+    """A queued failure (see the README's "Faults").
+
+    ``after``: the request is handled first (a page is created, an email sent), then the
+    fault answers instead of the real answer: the work is done and its answer lost.
+    ``drop``: the connection is closed without an answer. ``delay`` with ``status: null``
+    after the work is a late answer (a client with a shorter timeout gives up).
+    ``name``/``message`` replace the error's code (Notion ``code``, Resend ``name``) and
+    message; ``body`` replaces the whole JSON answer.
+    """
 
     service: str
     status: int | None = 500
@@ -43,6 +52,11 @@ class Fault:
     retry_after: float | None = None
     delay: float = 0.0
     seconds: float | None = None
+    after: bool = False
+    drop: bool = False
+    name: str | None = None
+    message: str | None = None
+    body: Any = None
     added: float = field(default_factory=time.monotonic)
 
     def expired(self) -> bool:

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import re
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -37,13 +38,24 @@ DEFAULT_SCHEMA: dict[str, str] = {
     "Sequence Start": "date",
 }
 
+#: The property types the fake stores.
+PROPERTY_KINDS = ("title", "rich_text", "number", "email", "select", "status", "date")
+#: The options a new ``status`` property has in Notion.
+DEFAULT_STATUS_OPTIONS = ("Not started", "In progress", "Done")
+#: Size limits of property values in requests (Notion, "Request limits").
+MAX_TEXT_CONTENT = 2000
+MAX_RICH_TEXT_ITEMS = 100
+MAX_EMAIL_LENGTH = 200
+
 
 class NotionApi:
     """Notion's endpoints, on the state of :class:`fake_saas.server.FakeSaaS`."""
 
     lock: Any
     pages: dict[str, dict[str, Any]]
-    schema: dict[str, dict[str, str]]
+    page_created: dict[str, float]
+    rates: dict[str, float]
+    schema: dict[str, dict[str, Any]]
     database_id: str
     data_source_id: str
     created: datetime
@@ -91,7 +103,7 @@ class NotionApi:
             "parent": {"type": "database_id", "database_id": self.database_id},
             "database_parent": {"type": "workspace", "workspace": True},
             "properties": {
-                name: {"id": p["id"], "name": name, "type": p["type"], p["type"]: {}}
+                name: {"id": p["id"], "name": name, "type": p["type"], p["type"]: _config(p)}
                 for name, p in self.schema.items()
             },
         }
@@ -102,7 +114,13 @@ class NotionApi:
         if not isinstance(page_size, int) or not 1 <= page_size <= 100:
             raise ApiError(400, "validation_error", "body.page_size should be between 1 and 100")
         with self.lock:
-            pages = [p for p in self.pages.values() if not p["in_trash"]]
+            # A page is found by queries only query_lag seconds after it was created.
+            visible = time.monotonic() - self.rates["notion_query_lag_seconds"]
+            pages = [
+                p
+                for p in self.pages.values()
+                if not p["in_trash"] and self.page_created.get(p["id"], 0.0) <= visible
+            ]
             if body.get("filter"):
                 pages = [p for p in pages if self._matches(p, body["filter"])]
             for sort in reversed(body.get("sorts") or []):
@@ -145,7 +163,7 @@ class NotionApi:
         value: Any = prop[kind]
         if kind in ("title", "rich_text"):
             value = "".join(item["plain_text"] for item in value)
-        elif kind == "select":
+        elif kind in ("select", "status"):
             value = value["name"] if value else None
         elif kind == "date":
             value = value["start"] if value else None
@@ -187,7 +205,7 @@ class NotionApi:
                     "validation_error",
                     f"body.properties.{name}.{kind} should be defined, instead was `undefined`.",
                 )
-            props[name][kind] = _normalise(name, kind, value[kind])
+            props[name][kind] = _normalise(name, kind, value[kind], self.schema[name])
         return props
 
     def notion_create_page(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +244,7 @@ class NotionApi:
         }
         with self.lock:
             self.pages[page_id] = page
+            self.page_created[page_id] = time.monotonic()
             return copy.deepcopy(page)
 
     def _page(self, page_id: str) -> dict[str, Any]:
@@ -241,6 +260,14 @@ class NotionApi:
     def notion_update_page(self, page_id: str, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             page = self._page(page_id)
+            restoring = body.get("in_trash", body.get("archived")) is False
+            if page["in_trash"] and not restoring:
+                raise ApiError(
+                    400,
+                    "validation_error",
+                    "Can't edit block that is archived. You must unarchive the block before "
+                    "editing.",
+                )
             if "properties" in body:
                 page["properties"] = self._property_values(body["properties"], page["properties"])
             for flag in ("archived", "in_trash"):
@@ -271,24 +298,47 @@ def _empty(kind: str) -> Any:
     return [] if kind in ("title", "rich_text") else None
 
 
-def _normalise(name: str, kind: str, value: Any) -> Any:
+def _too_long(where: str, limit: int, length: int) -> ApiError:
+    return ApiError(
+        400,
+        "validation_error",
+        f"body failed validation: {where}.length should be ≤ `{limit}`, instead was `{length}`.",
+    )
+
+
+def _config(prop: dict[str, Any]) -> dict[str, Any]:
+    """A data source property's configuration (the options of a select or status)."""
+    if prop.get("options") is None:
+        return {}
+    options = [
+        {"id": hashlib.sha1(o.encode()).hexdigest()[:8], "name": o, "color": "default"}
+        for o in prop["options"]
+    ]
+    return {"options": options}
+
+
+def _normalise(name: str, kind: str, value: Any, prop: dict[str, Any]) -> Any:
+    where = f"body.properties.{name}.{kind}"
+
     def bad(expected: str) -> ApiError:
         return ApiError(
             400,
             "validation_error",
-            f"body.properties.{name}.{kind} should be {expected}, instead was `{value!r}`.",
+            f"{where} should be {expected}, instead was `{value!r}`.",
         )
 
     if kind in ("title", "rich_text"):
         if not isinstance(value, list):
             raise bad("an array")
+        if len(value) > MAX_RICH_TEXT_ITEMS:
+            raise _too_long(where, MAX_RICH_TEXT_ITEMS, len(value))
         items = []
-        for item in value:
+        for n, item in enumerate(value):
             content = (item.get("text") or {}).get("content") if isinstance(item, dict) else None
             if not isinstance(content, str):
                 raise bad("an array of text objects")
-            if len(content) > 2000:
-                raise bad("≤ `2000` characters long")
+            if len(content) > MAX_TEXT_CONTENT:
+                raise _too_long(f"{where}[{n}].text.content", MAX_TEXT_CONTENT, len(content))
             items.append(_rich_text_item(content))
         return items
     if kind == "number":
@@ -298,13 +348,23 @@ def _normalise(name: str, kind: str, value: Any) -> Any:
     if kind == "email":
         if value is not None and not isinstance(value, str):
             raise bad("a string or `null`")
+        if value is not None and len(value) > MAX_EMAIL_LENGTH:
+            raise _too_long(where, MAX_EMAIL_LENGTH, len(value))
         return value
-    if kind == "select":
+    if kind in ("select", "status"):
         if value is None:
             return None
         if not isinstance(value, dict) or not isinstance(value.get("name"), str):
             raise bad("an object with a `name`")
         option = value["name"]
+        # A select gets a new option on write; a status only takes one it has.
+        if kind == "status" and option not in (prop.get("options") or ()):
+            raise ApiError(
+                400,
+                "validation_error",
+                f"Invalid status option. Status option {option!r} "
+                f"does not exist for property {name!r}.",
+            )
         return {
             "id": hashlib.sha1(option.encode()).hexdigest()[:8],
             "name": option,

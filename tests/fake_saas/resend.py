@@ -29,6 +29,7 @@ class ResendApi:
     idempotency: dict[str, dict[str, Any]]
     in_progress: set[str]
     rates: dict[str, float]
+    resend_domains: dict[str, str] | None
 
     def resend_send(self, body: Any, key: str | None) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -40,7 +41,7 @@ class ResendApi:
         if len(recipients) > 50:
             raise ApiError(422, "validation_error", "Too many recipients (max 50).")
         for address in recipients:
-            if not isinstance(address, str) or not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address):
+            if not isinstance(address, str) or _address(address) is None:
                 raise ApiError(
                     422,
                     "validation_error",
@@ -49,6 +50,7 @@ class ResendApi:
                 )
         if not (body.get("html") or body.get("text") or body.get("template")):
             raise ApiError(422, "validation_error", "Missing `html` or `text` field.")
+        self._check_sender(body["from"])
         scheduled_at = body.get("scheduled_at")
         if scheduled_at is not None:
             _check_scheduled_at(scheduled_at)
@@ -62,6 +64,7 @@ class ResendApi:
             if replay is not None:
                 return replay
         try:
+            self._check_quota()
             # The time Resend takes to accept an email: a second request with the same
             # key meanwhile is answered 409 concurrent_idempotent_requests.
             time.sleep(self.rates["resend_processing_seconds"])
@@ -127,15 +130,96 @@ class ResendApi:
             email.pop("idempotency_key", None)
             return email
 
+    def resend_cancel(self, email_id: str) -> dict[str, Any]:
+        """``POST /emails/{id}/cancel``: a scheduled email is not sent."""
+        with self.lock:
+            email = self.emails.get(email_id)
+            if email is None:
+                raise ApiError(404, "not_found", "Email not found")
+            if email["last_event"] != "scheduled":
+                raise ApiError(422, "validation_error", "Only scheduled emails can be canceled.")
+            email["last_event"] = "canceled"
+            return {"object": "email", "id": email_id}
+
+    def resend_domains_list(self) -> dict[str, Any]:
+        """``GET /domains``: the team's domains and their verification status."""
+        domains = self.resend_domains or {}
+        return {
+            "object": "list",
+            "has_more": False,
+            "data": [
+                {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+                    "name": name,
+                    "status": status,
+                    "created_at": iso(now()),
+                    "region": "us-east-1",
+                }
+                for name, status in sorted(domains.items())
+            ],
+        }
+
+    def _check_sender(self, sender: Any) -> None:
+        """403 unless the sender's domain is verified (no domain list: every one is)."""
+        address = _address(sender) if isinstance(sender, str) else None
+        if address is None:
+            raise ApiError(
+                422,
+                "validation_error",
+                "Invalid `from` field. The email address needs to follow the "
+                "`email@example.com` or `Name <email@example.com>` format.",
+            )
+        domain = address.rpartition("@")[2].lower()
+        if self.resend_domains is not None and self.resend_domains.get(domain) != "verified":
+            raise ApiError(
+                403,
+                "validation_error",
+                f"The {domain} domain is not verified. Please, add and verify your domain "
+                "on https://resend.com/domains",
+            )
+
+    def _check_quota(self) -> None:
+        """429 daily_quota_exceeded once the last 24 h hold ``resend_daily_quota`` emails."""
+        quota = self.rates["resend_daily_quota"]
+        if quota <= 0:
+            return
+        with self.lock:
+            since = iso(now() - timedelta(days=1))
+            sent = sum(1 for e in self.emails.values() if e["created_at"] > since)
+        if sent >= quota:
+            raise ApiError(
+                429, "daily_quota_exceeded", "You have reached your daily email sending quota."
+            )
+
+
+def _address(value: str) -> str | None:
+    """The address of ``a@b.c`` or ``Name <a@b.c>``, or None."""
+    match = re.fullmatch(r"(?:[^<>]*<([^@\s<>]+@[^@\s<>]+)>|([^@\s<>]+@[^@\s<>]+))", value.strip())
+    return (match.group(1) or match.group(2)) if match else None
+
+
+_UNITS = {"min": 60, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+
+
+def _natural(value: str) -> datetime | None:
+    """``in N min|minutes|hour(s)|day(s)|week(s)`` from now (the part of Resend's natural
+    language the fake understands; Resend documents no grammar)."""
+    match = re.fullmatch(r"in (\d+) (min|minute|hour|day|week)s?", value.strip().lower())
+    if not match:
+        return None
+    return now() + timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
 
 def _check_scheduled_at(value: Any) -> None:
+    when = _natural(str(value))
     try:
-        when = datetime.fromisoformat(str(value))
+        when = when or datetime.fromisoformat(str(value))
     except ValueError:
         raise ApiError(
             422,
             "validation_error",
-            "Invalid `scheduled_at` field. The date must be in ISO 8601 format.",
+            "Invalid `scheduled_at` field. The date must be in ISO 8601 format or natural "
+            "language (e.g. `in 1 min`).",
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -151,4 +235,6 @@ def _check_scheduled_at(value: Any) -> None:
 RESEND_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/emails$"), "send"),
     ("GET", re.compile(r"^/emails/([^/]+)$"), "get"),
+    ("POST", re.compile(r"^/emails/([^/]+)/cancel$"), "cancel"),
+    ("GET", re.compile(r"^/domains$"), "domains"),
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import math
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -19,12 +22,19 @@ from .common import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
     DEFAULT_RESEND_API_KEY,
+    DEFAULT_RESEND_SENDING_API_KEY,
     ApiError,
     iso,
     now,
 )
 from .faults import Bucket, Fault
-from .notion import DEFAULT_SCHEMA, NOTION_ROUTES, NotionApi
+from .notion import (
+    DEFAULT_SCHEMA,
+    DEFAULT_STATUS_OPTIONS,
+    NOTION_ROUTES,
+    PROPERTY_KINDS,
+    NotionApi,
+)
 from .resend import RESEND_ROUTES, ResendApi
 from .turnstile import DEFAULT_TURNSTILE_SECRET, TurnstileApi
 
@@ -36,6 +46,8 @@ class FakeSaaS(NotionApi, ResendApi, TurnstileApi):
         self,
         notion_token: str = DEFAULT_NOTION_TOKEN,
         resend_api_key: str = DEFAULT_RESEND_API_KEY,
+        resend_sending_api_key: str = DEFAULT_RESEND_SENDING_API_KEY,
+        resend_domains: dict[str, str] | None = None,
         database_id: str = DEFAULT_DATABASE_ID,
         data_source_id: str = DEFAULT_DATA_SOURCE_ID,
         notion_rate: float = 3.0,
@@ -48,25 +60,31 @@ class FakeSaaS(NotionApi, ResendApi, TurnstileApi):
         self.turnstile_secret = turnstile_secret
         self.notion_token = notion_token
         self.resend_api_key = resend_api_key
+        self.resend_sending_api_key = resend_sending_api_key
+        self.initial_domains = resend_domains
         self.database_id = database_id
         self.data_source_id = data_source_id
-        self.rates = {
+        self.initial_rates = {
             "notion_rate": notion_rate,
             "notion_burst": notion_burst,
             "resend_rate": resend_rate,
             "resend_burst": resend_burst,
             "resend_processing_seconds": 0.0,
-        }
-        self.schema = {
-            name: {"id": hashlib.sha1(name.encode()).hexdigest()[:4], "type": kind}
-            for name, kind in DEFAULT_SCHEMA.items()
+            "resend_daily_quota": 0.0,
+            "notion_query_lag_seconds": 0.0,
         }
         self.created = now()
         self.reset()
 
     def reset(self) -> None:
+        """Forget everything, and go back to the settings the fake started with."""
         with self.lock:
+            self.rates = dict(self.initial_rates)
+            self.resend_domains = self.initial_domains
+            self.schema: dict[str, dict[str, Any]] = {}
+            self.set_schema(DEFAULT_SCHEMA)
             self.pages: dict[str, dict[str, Any]] = {}
+            self.page_created: dict[str, float] = {}
             self.emails: dict[str, dict[str, Any]] = {}
             self.idempotency: dict[str, dict[str, Any]] = {}
             self.in_progress: set[str] = set()
@@ -78,12 +96,39 @@ class FakeSaaS(NotionApi, ResendApi, TurnstileApi):
             self.redemptions: dict[tuple[str, str], dict[str, Any]] = {}
 
     def configure(self, values: dict[str, Any]) -> None:
+        """Change settings at run time (see the README's "Control endpoints")."""
         with self.lock:
             for key, value in values.items():
-                if key not in self.rates:
+                if key == "resend_domains":
+                    if value is not None and not isinstance(value, dict):
+                        raise ApiError(400, "validation_error", "resend_domains: name -> status")
+                    self.resend_domains = value
+                elif key == "notion_schema":
+                    self.set_schema(value)
+                elif key in self.rates:
+                    self.rates[key] = float(value)
+                else:
                     raise ApiError(400, "validation_error", f"unknown setting {key!r}")
-                self.rates[key] = float(value)
             self.buckets.clear()
+
+    def set_schema(self, changes: dict[str, Any]) -> None:
+        """Add or retype properties: ``{"Name": "type"}`` or ``{"Name": {"type": ...,
+        "options": [...]}}`` (the options of a ``status`` or ``select``)."""
+        if not isinstance(changes, dict):
+            raise ApiError(400, "validation_error", "notion_schema: name -> type")
+        with self.lock:
+            for name, given in changes.items():
+                spec = {"type": given} if isinstance(given, str) else dict(given)
+                if spec.get("type") not in PROPERTY_KINDS:
+                    raise ApiError(400, "validation_error", f"notion_schema: bad type {spec!r}")
+                options = spec.get("options")
+                if options is None and spec["type"] == "status":
+                    options = list(DEFAULT_STATUS_OPTIONS)
+                self.schema[name] = {
+                    "id": hashlib.sha1(name.encode()).hexdigest()[:4],
+                    "type": spec["type"],
+                    "options": options,
+                }
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -96,6 +141,8 @@ class FakeSaaS(NotionApi, ResendApi, TurnstileApi):
                     "faults": [f.__dict__ for f in self.faults],
                     "config": {
                         **self.rates,
+                        "resend_domains": self.resend_domains,
+                        "notion_schema": {n: p["type"] for n, p in self.schema.items()},
                         "database_id": self.database_id,
                         "data_source_id": self.data_source_id,
                     },
@@ -195,7 +242,7 @@ class Handler(BaseHTTPRequestHandler):
             self._control(method, path, body)
         elif path.startswith("/v1/"):
             self._api("notion", method, path, body)
-        elif path.startswith("/emails"):
+        elif path.startswith(("/emails", "/domains")):
             self._api("resend", method, path, body)
         elif path.startswith("/services/") and method == "POST":
             self._webhook(path, body)
@@ -278,19 +325,12 @@ class Handler(BaseHTTPRequestHandler):
     def _api(self, service: str, method: str, path: str, body: Any) -> None:
         state = self.server.state
         key = self.headers.get("Idempotency-Key")
+        fault: Fault | None = None
         try:
-            token = self._authenticate(service)
+            token = self._authenticate(service, method, path)
             fault = state.take_fault(service, method, path)
-            if fault is not None:
-                if fault.delay:
-                    time.sleep(fault.delay)
-                if fault.status is not None:
-                    headers = {}
-                    if fault.retry_after is not None:
-                        headers["Retry-After"] = f"{fault.retry_after:g}"
-                    raise ApiError(
-                        fault.status, _code_for(service, fault.status), "Injected fault", headers
-                    )
+            if fault is not None and not fault.after:
+                self._fail(service, fault)
             wait = state.throttle(service, token)
             if wait > 0:
                 raise ApiError(
@@ -306,18 +346,13 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(400, "invalid_json", "Error parsing JSON body.")
             status, payload = 200, self._route(service, method, path, body, key)
             headers: dict[str, str] = {}
+            if fault is not None:  # after the work: the answer is lost
+                self._fail(service, fault)
         except ApiError as exc:
             status, headers = exc.status, exc.headers
-            if service == "notion":
-                payload = {
-                    "object": "error",
-                    "status": exc.status,
-                    "code": exc.code,
-                    "message": exc.message,
-                    "request_id": str(uuid.uuid4()),
-                }
-            else:
-                payload = {"statusCode": exc.status, "name": exc.code, "message": exc.message}
+            payload = exc.body if exc.body is not None else _error_body(service, exc)
+        except _Dropped:
+            status, payload, headers = 0, None, {}
         with state.lock:
             state.requests.append(
                 {
@@ -326,12 +361,41 @@ class Handler(BaseHTTPRequestHandler):
                     "path": path,
                     "status": status,
                     "idempotency_key": key,
+                    "fault": None if fault is None else ("after" if fault.after else "before"),
                     "at": iso(now()),
                 }
             )
-        self._send(status, payload, headers)
+        if status == 0:
+            self._drop()
+        else:
+            self._send(status, payload, headers)
 
-    def _authenticate(self, service: str) -> str:
+    def _fail(self, service: str, fault: Fault) -> None:
+        """Apply a fault: sleep its delay, then drop the connection or raise its error."""
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.drop:
+            raise _Dropped
+        if fault.status is None:
+            return
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        raise ApiError(
+            fault.status,
+            fault.name or _code_for(service, fault.status),
+            fault.message or "Injected fault",
+            headers,
+            body=fault.body,
+        )
+
+    def _drop(self) -> None:
+        """Close the connection without an answer (a proxy or the network lost it)."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _authenticate(self, service: str, method: str, path: str) -> str:
         state = self.server.state
         auth = self.headers.get("Authorization") or ""
         token = auth[7:] if auth.startswith("Bearer ") else ""
@@ -347,6 +411,11 @@ class Handler(BaseHTTPRequestHandler):
                 )
         elif not token:
             raise ApiError(401, "missing_api_key", "Missing API key in the authorization header.")
+        elif token == state.resend_sending_api_key:
+            if not (method == "POST" and path == "/emails"):
+                raise ApiError(
+                    401, "restricted_api_key", "This API key is restricted to only send emails."
+                )
         elif token != state.resend_api_key:
             raise ApiError(403, "invalid_api_key", "API key is invalid")
         return token
@@ -375,10 +444,30 @@ class Handler(BaseHTTPRequestHandler):
                 return state.notion_update_page(arg or "", body)
             if name == "send":
                 return state.resend_send(body, key)
+            if name == "cancel":
+                return state.resend_cancel(arg or "")
+            if name == "domains":
+                return state.resend_domains_list()
             return state.resend_get(arg or "")
         if service == "notion":
             raise ApiError(400, "invalid_request_url", "Invalid request URL.")
         raise ApiError(404, "not_found", "The requested endpoint does not exist.")
+
+
+class _Dropped(Exception):
+    """A fault that closes the connection without an answer."""
+
+
+def _error_body(service: str, exc: ApiError) -> dict[str, Any]:
+    if service == "notion":
+        return {
+            "object": "error",
+            "status": exc.status,
+            "code": exc.code,
+            "message": exc.message,
+            "request_id": str(uuid.uuid4()),
+        }
+    return {"statusCode": exc.status, "name": exc.code, "message": exc.message}
 
 
 def _code_for(service: str, status: int) -> str:
@@ -393,6 +482,7 @@ def _code_for(service: str, status: int) -> str:
         502: "bad_gateway",
         503: "service_unavailable",
         504: "gateway_timeout",
+        529: "service_overload",
     }
     resend = {
         400: "validation_error",
@@ -402,6 +492,7 @@ def _code_for(service: str, status: int) -> str:
         409: "concurrent_idempotent_requests",
         422: "validation_error",
         429: "rate_limit_exceeded",
+        500: "application_error",
     }
     table = notion if service == "notion" else resend
     if status in table:
@@ -418,6 +509,12 @@ class FakeServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.state = state
         self.verbose = verbose
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (a timeout fault's late answer) is no error of the fake."""
+        if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def base_url(self) -> str:

@@ -16,6 +16,7 @@ from fake_saas import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
     DEFAULT_RESEND_API_KEY,
+    DEFAULT_RESEND_SENDING_API_KEY,
     FakeSaaS,
 )
 
@@ -223,3 +224,189 @@ def test_slack_style_webhook(fake_saas):
     [hook] = fake_saas.state()["webhooks"]
     assert hook["body"] == {"text": "hello"}
     assert hook["path"] == "/services/T000/B000/XXXX"
+
+
+# -- failures and limits the real services have (README: "Faults", "Limits") -----------
+
+PAGES = "/v1/pages"
+QUERY = f"/v1/data_sources/{DEFAULT_DATA_SOURCE_ID}/query"
+
+
+def page(**properties: Any) -> dict[str, Any]:
+    return {
+        "parent": {"type": "data_source_id", "data_source_id": DEFAULT_DATA_SOURCE_ID},
+        "properties": properties or {"Email": {"email": "a@example.com"}},
+    }
+
+
+def found(fake, address: str = "a@example.com") -> int:
+    body = {"filter": {"property": "Email", "email": {"equals": address}}}
+    return len(call(fake, "POST", QUERY, NOTION, body)[2]["results"])
+
+
+def test_a_fault_after_the_work_keeps_the_work_and_loses_the_answer(fake_saas):
+    fake_saas.faults({"service": "notion", "method": "POST", "path": PAGES, "after": True})
+    status, _, body = call(fake_saas, "POST", PAGES, NOTION, page())
+    assert (status, body["code"]) == (500, "internal_server_error")
+    assert len(fake_saas.state()["pages"]) == 1  # created all the same
+    fake_saas.faults({"service": "resend", "after": True, "status": 502})
+    status, _, _ = call(fake_saas, "POST", "/emails", RESEND, email())
+    assert status == 502
+    assert len(fake_saas.state()["emails"]) == 1
+    assert [r["fault"] for r in fake_saas.requests()] == ["after", "after"]
+
+
+def test_a_dropped_connection_and_a_late_answer(fake_saas):
+    fake_saas.faults(
+        {"service": "resend", "after": True, "drop": True},
+        {"service": "resend", "after": True, "status": None, "delay": 1.0},
+    )
+    request = urllib.request.Request(
+        fake_saas.base_url + "/emails",
+        data=json.dumps(email()).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **RESEND},
+    )
+    with pytest.raises((ConnectionError, urllib.error.URLError, OSError)):
+        urllib.request.urlopen(request, timeout=5)
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        urllib.request.urlopen(request, timeout=0.3)
+    time.sleep(1.0)
+    assert len(fake_saas.state()["emails"]) == 2  # both were sent
+
+
+def test_a_fault_can_carry_the_error_name_message_and_body(fake_saas):
+    fake_saas.faults(
+        {"service": "notion", "status": 409, "name": "conflict_error", "message": "Try again"},
+        {"service": "resend", "status": 429, "body": {"statusCode": 429, "name": "x"}},
+    )
+    _, _, body = call(fake_saas, "POST", PAGES, NOTION, page())
+    assert (body["status"], body["code"], body["message"]) == (409, "conflict_error", "Try again")
+    assert call(fake_saas, "POST", "/emails", RESEND, email())[2] == {
+        "statusCode": 429,
+        "name": "x",
+    }
+    fake_saas.faults({"service": "notion", "status": 529})
+    assert call(fake_saas, "POST", PAGES, NOTION, page())[2]["code"] == "service_overload"
+
+
+def test_notion_query_lag_hides_a_new_page_for_a_while(fake_saas):
+    fake_saas.config(notion_query_lag_seconds=1)
+    assert call(fake_saas, "POST", PAGES, NOTION, page())[0] == 200
+    assert found(fake_saas) == 0
+    time.sleep(1.1)
+    assert found(fake_saas) == 1
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        ({"Email": {"email": "a" * 191 + "@b.example"}}, "length should be ≤ `200`"),
+        (
+            {"Business": {"rich_text": [{"text": {"content": "x" * 2001}}]}},
+            "rich_text[0].text.content.length should be ≤ `2000`",
+        ),
+        (
+            {"Business": {"rich_text": [{"text": {"content": "x"}}] * 101}},
+            "rich_text.length should be ≤ `100`",
+        ),
+    ],
+    ids=["email-200", "text-2000", "rich-text-100-items"],
+)
+def test_notion_size_limits(fake_saas, properties, message):
+    fits = page(Email={"email": "a" * 190 + "@b.example"})  # 200 characters
+    assert call(fake_saas, "POST", PAGES, NOTION, fits)[0] == 200
+    status, _, body = call(fake_saas, "POST", PAGES, NOTION, page(**properties))
+    assert (status, body["code"]) == (400, "validation_error")
+    assert message in body["message"]
+
+
+def test_a_trashed_page_refuses_edits_until_restored(fake_saas):
+    page_id = call(fake_saas, "POST", PAGES, NOTION, page())[2]["id"]
+    edit = {"properties": {"Assessment Score": {"number": 1}}}
+    assert call(fake_saas, "PATCH", f"{PAGES}/{page_id}", NOTION, {"in_trash": True})[0] == 200
+    status, _, body = call(fake_saas, "PATCH", f"{PAGES}/{page_id}", NOTION, edit)
+    assert (status, body["code"]) == (400, "validation_error")
+    assert found(fake_saas) == 0
+    assert call(fake_saas, "PATCH", f"{PAGES}/{page_id}", NOTION, {"in_trash": False})[0] == 200
+    assert call(fake_saas, "PATCH", f"{PAGES}/{page_id}", NOTION, edit)[0] == 200
+
+
+def test_a_status_property_takes_only_its_options(fake_saas):
+    fake_saas.config(
+        notion_schema={"Sequence Status": {"type": "status", "options": ["Pending", "Done"]}}
+    )
+    source = call(fake_saas, "GET", f"/v1/data_sources/{DEFAULT_DATA_SOURCE_ID}", NOTION, None)[2]
+    prop = source["properties"]["Sequence Status"]
+    assert prop["type"] == "status"
+    assert [o["name"] for o in prop["status"]["options"]] == ["Pending", "Done"]
+    ok = page(**{"Sequence Status": {"status": {"name": "Pending"}}})
+    assert call(fake_saas, "POST", PAGES, NOTION, ok)[0] == 200
+    for wrong in ({"status": {"name": "Scheduled"}}, {"select": {"name": "Pending"}}):
+        status, _, _ = call(fake_saas, "POST", PAGES, NOTION, page(**{"Sequence Status": wrong}))
+        assert status == 400
+
+
+def test_resend_refuses_an_unverified_sender_domain(fake_saas):
+    fake_saas.config(resend_domains={"example.com": "verified", "pending.dev": "pending"})
+    assert (
+        call(fake_saas, "POST", "/emails", RESEND, email(**{"from": "A <a@example.com>"}))[0] == 200
+    )
+    status, _, body = call(fake_saas, "POST", "/emails", RESEND, email(**{"from": "a@pending.dev"}))
+    assert (status, body["name"]) == (403, "validation_error")
+    assert "pending.dev domain is not verified" in body["message"]
+    _, _, domains = call(fake_saas, "GET", "/domains", RESEND)
+    assert {d["name"]: d["status"] for d in domains["data"]} == {
+        "example.com": "verified",
+        "pending.dev": "pending",
+    }
+
+
+def test_resend_daily_quota(fake_saas):
+    fake_saas.config(resend_daily_quota=1)
+    assert (
+        call(
+            fake_saas,
+            "POST",
+            "/emails",
+            RESEND,
+            email(),
+        )[0]
+        == 200
+    )
+    status, _, body = call(fake_saas, "POST", "/emails", RESEND, email(subject="2"))
+    assert (status, body["name"]) == (429, "daily_quota_exceeded")
+    fake_saas.config(resend_daily_quota=0)
+    assert call(fake_saas, "POST", "/emails", RESEND, email(subject="2"))[0] == 200
+
+
+def test_a_sending_only_key_may_only_send(fake_saas):
+    sending = {"Authorization": f"Bearer {DEFAULT_RESEND_SENDING_API_KEY}"}
+    scheduled = email(scheduled_at="in 2 hours")
+    status, _, sent = call(fake_saas, "POST", "/emails", sending, scheduled)
+    assert status == 200
+    for method, path in (
+        ("GET", f"/emails/{sent['id']}"),
+        ("POST", f"/emails/{sent['id']}/cancel"),
+    ):
+        status, _, body = call(fake_saas, method, path, sending, {})
+        assert (status, body["name"]) == (401, "restricted_api_key")
+    assert call(fake_saas, "POST", f"/emails/{sent['id']}/cancel", RESEND, {})[0] == 200
+    assert call(fake_saas, "GET", f"/emails/{sent['id']}", RESEND)[2]["last_event"] == "canceled"
+
+
+@pytest.mark.parametrize(
+    ("recipient", "scheduled_at", "status"),
+    [
+        ("Jane Doe <jane@example.com>", None, 200),
+        ("jane@example.com", "in 1 min", 200),
+        ("jane@example.com", "in 3 days", 200),
+        ("jane@example.com", "in 31 days", 422),
+        ("Jane <not-an-address>", None, 422),
+    ],
+)
+def test_resend_accepts_named_recipients_and_natural_language(
+    fake_saas, recipient, scheduled_at, status
+):
+    extra = {} if scheduled_at is None else {"scheduled_at": scheduled_at}
+    assert call(fake_saas, "POST", "/emails", RESEND, email(to=[recipient], **extra))[0] == status

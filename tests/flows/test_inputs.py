@@ -56,7 +56,7 @@ def test_parameter_schema_carries_types_and_bounds():
         "green_systems",
     }
     assert props["email"]["type"] == "string"
-    assert props["email"]["maxLength"] == 254
+    assert props["email"]["maxLength"] == 200
     assert "pattern" in props["email"]
     assert (props["first_name"]["minLength"], props["first_name"]["maxLength"]) == (1, 100)
     assert props["assessment_score"] == {

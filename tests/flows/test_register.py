@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 from christmas_signup.resilience import RATE_SLOTS
-from fake_saas import DEFAULT_DATABASE_ID, DEFAULT_NOTION_TOKEN, DEFAULT_RESEND_API_KEY
+from fake_saas import (
+    DEFAULT_DATABASE_ID,
+    DEFAULT_NOTION_TOKEN,
+    DEFAULT_RESEND_API_KEY,
+    DEFAULT_RESEND_SENDING_API_KEY,
+)
 
 from .conftest import ROOT, SENDER, signup_params
 
@@ -322,3 +327,40 @@ def test_automations_are_created_once_and_an_abandoned_signup_alerts_once(
     assert "permanent@example.com" in hook["body"]["text"]
     for run_id in runs.values():
         api(f"{base}/flow_runs/{run_id}", "DELETE")
+
+
+@pytest.mark.parametrize(
+    ("key", "domains", "refusal"),
+    [
+        (DEFAULT_RESEND_API_KEY, {"galatek.dev": "verified"}, None),
+        (DEFAULT_RESEND_SENDING_API_KEY, {"galatek.dev": "verified"}, "a sending-only key"),
+        (DEFAULT_RESEND_API_KEY, {"galatek.dev": "pending"}, "galatek.dev is not verified"),
+        (DEFAULT_RESEND_API_KEY, {"other.dev": "verified"}, "galatek.dev is not a domain"),
+        ("re_revoked", {"galatek.dev": "verified"}, "refused by Resend (403 invalid_api_key)"),
+    ],
+    ids=["verified", "sending-only-key", "unverified-domain", "unknown-domain", "invalid-key"],
+)
+def test_the_deploy_checks_the_resend_key_and_sender(fake_saas, tmp_path, key, domains, refusal):
+    """What the deploy runs before a release goes live (roles/prefect_deploy smoke.yml)."""
+    fake_saas.config(resend_domains=domains)
+    env_file = tmp_path / "prefect-worker.env"
+    env_file.write_text(
+        f'RESEND_API_KEY="{key}"\nRESEND_FROM="{SENDER}"\nRESEND_BASE_URL={fake_saas.base_url}\n'
+    )
+    command = [sys.executable, str(ROOT / "flows" / "register.py"), "--check-resend"]
+    done = subprocess.run(
+        [*command, "--env-file", str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RESEND_")},
+    )
+    if refusal is None:
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"sender_domain": "galatek.dev", "status": "verified"}
+    else:
+        assert done.returncode == 2
+        assert done.stderr.startswith("DEPLOY REFUSED: ")
+        assert refusal in done.stderr
+    assert fake_saas.state()["emails"] == []  # nothing sent

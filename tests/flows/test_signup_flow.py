@@ -43,7 +43,7 @@ def plain(page: dict[str, Any]) -> dict[str, Any]:
         value = prop[prop["type"]]
         if prop["type"] in ("title", "rich_text"):
             value = "".join(item["plain_text"] for item in value)
-        elif prop["type"] == "select":
+        elif prop["type"] in ("select", "status"):
             value = value["name"] if value else None
         elif prop["type"] == "date":
             value = value["start"] if value else None
