@@ -11,11 +11,13 @@ What a new operator has, and nothing more, stands in for production:
 * Let's Encrypt played by Pebble (Debian's ``pebble``, with ``pebble-challtestsrv`` answering
   its DNS with the host's address) on this machine, its CA trusted by the host as a private
   ACME server's would be;
-* Notion and Resend played by tests/fake_saas on this machine.
+* Notion and Resend played by tests/fake_saas on this machine;
+* no route to PyPI: the wheelhouse (``make wheelhouse``, built within the repo's lock) copied
+  to the host, as docs/production.md says for such hosts.
 
 The only settings on top of the inventory (``overlay``) are the ones such an operator sets:
-the ACME directory and its CA bundle, and the two APIs' base URLs. The inventory is a copy, so
-the deploy's records land in the copy, not in the repo.
+the ACME directory and its CA bundle, the two APIs' base URLs, and the wheelhouse. The
+inventory is a copy, so the deploy's records land in the copy, not in the repo.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import string
 import subprocess
 import sys
@@ -37,6 +40,8 @@ import yaml
 from fake_saas import DEFAULT_DATABASE_ID
 
 from tests.sandbox import BIN, IMAGE, PREFIX, ROOT, Sandbox
+
+WHEELHOUSE = os.environ.get("GALATEK_WHEELHOUSE", "/var/cache/galatek/wheelhouse")
 
 PRODUCTION = ROOT / "inventories" / "production"
 VAULT_KEYS: dict[str, list[str]] = yaml.safe_load(
@@ -106,7 +111,8 @@ class Rehearsal(Sandbox):
             "podman", "run", "-d", "--name", self.container, "--hostname", HOST,
             "--network", self.network, "--runtime=runc", "--systemd=always",
             "--ulimit", "nofile=8192:8192", "--ulimit", "nproc=8192:8192",
-            "--label", "galatek.sandbox=1", IMAGE, "/lib/systemd/systemd",
+            "--label", "galatek.sandbox=1", "--volume", f"{WHEELHOUSE}:/opt/wheelhouse:ro",
+            IMAGE, "/lib/systemd/systemd",
         )  # fmt: skip
         for _ in range(60):
             state = subprocess.run(
@@ -174,7 +180,10 @@ systemctl start ssh
             env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
         )  # fmt: skip
         self.acme_directory = f"https://{self.gateway}:{acme}/dir"
-        root = self._wait_get(f"https://{self.gateway}:{management}/roots/0", verify=str(cert))
+        root = self._wait_get(
+            f"https://{self.gateway}:{management}/roots/0",
+            verify=ssl.create_default_context(cafile=cert),
+        )
         # The host trusts the ACME server and the CA it issues from, like a private CA.
         for name, pem in (("rehearsal-acme", cert.read_text()), ("rehearsal-acme-root", root)):
             _run(
@@ -198,7 +207,7 @@ systemctl start ssh
         self.vault["vault_oncall_webhook_url"] = f"{self._fake_url}/services/T0/B0/rehearsal"
 
     @staticmethod
-    def _wait_get(url: str, verify: str | bool = True) -> str:
+    def _wait_get(url: str, verify: ssl.SSLContext | bool = True) -> str:
         for _ in range(60):
             try:
                 response = httpx.get(url, verify=verify, timeout=5)
@@ -225,6 +234,8 @@ systemctl start ssh
                     "nginx_edge_letsencrypt_ca_bundle": "/etc/ssl/certs/ca-certificates.crt",
                     "galatek_notion_base_url": self._fake_url,
                     "galatek_resend_base_url": self._fake_url,
+                    "prefect_server_wheelhouse": "/opt/wheelhouse",
+                    "prefect_worker_wheelhouse": "/opt/wheelhouse",
                 }
             )
         )
