@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,12 @@ def test_a_misspelled_or_invalid_variable_is_refused(vault_file, setting, role):
     assert result.returncode != 0
     assert f"failed: [prefect.galatek.dev] (item={role})" in result.stdout
     assert setting.split("=")[0] in result.stdout
+
+
+def test_the_production_doc_lists_exactly_the_vault_keys():
+    doc = (ROOT / "docs" / "production.md").read_text()
+    section = doc.split("## Vault", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^- `(vault_[a-z0-9_]+)`", section, flags=re.MULTILINE)
+    wanted = [key for keys in VAULT_KEYS.values() for key in keys]
+    assert sorted(listed) == sorted(wanted)
+    assert len(listed) == len(set(listed))
