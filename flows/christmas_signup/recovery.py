@@ -46,6 +46,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import AwaitingRetry, Failed
 
+from christmas_signup.privacy import redact
 from christmas_signup.resilience import TransientSignupError
 
 ABANDONED = "Abandoned"
@@ -154,6 +155,9 @@ def recover_signups(
                 summary["abandoned"].append(str(run.id))
             else:
                 continue
-            logger.warning("flow run %s (%s): %s", run.name, decision.action, decision.reason)
+            # The reason quotes the run's error, which may quote the address.
+            logger.warning(
+                "flow run %s (%s): %s", run.name, decision.action, redact(decision.reason)
+            )
             client.set_flow_run_state(run.id, state, force=True)
     return summary

@@ -38,6 +38,7 @@ from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import rate_limit
 
+from christmas_signup.privacy import redact
 from christmas_signup.settings import env_float
 
 T = TypeVar("T")
@@ -165,7 +166,12 @@ def call_api(limit_name: str, fn: Callable[[], T]) -> T:
             wait = retry_after_seconds(exc)
             if wait:
                 wait = min(wait, env_float("SIGNUP_MAX_RETRY_AFTER_SECONDS", 60.0))
-                logger.warning("%s answered %s; waiting %.1fs (Retry-After)", limit_name, exc, wait)
+                logger.warning(
+                    "%s answered %s; waiting %.1fs (Retry-After)",
+                    limit_name,
+                    redact(str(exc)),
+                    wait,
+                )
                 time.sleep(wait)
         raise
 

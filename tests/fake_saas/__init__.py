@@ -7,7 +7,9 @@ Standard library only (it also runs as a service on a bare Debian host with
 * Notion (give the SDK ``base_url=http://HOST:PORT``; it adds ``/v1``):
   ``GET /v1/databases/{id}``, ``GET /v1/data_sources/{id}``,
   ``POST /v1/data_sources/{id}/query``, ``POST /v1/pages``,
-  ``GET /v1/pages/{id}``, ``PATCH /v1/pages/{id}``.
+  ``GET /v1/pages/{id}``, ``PATCH /v1/pages/{id}`` (``in_trash: true`` moves a
+  page to the trash: queries no longer find it, ``GET`` still answers it with
+  ``in_trash: true``).
   Requires ``Authorization: Bearer <token>`` (else 401 ``unauthorized``) and a
   ``Notion-Version`` header (else 400 ``missing_version``). Errors are
   ``{"object": "error", "status": ..., "code": ..., "message": ...}``.
@@ -21,6 +23,9 @@ Standard library only (it also runs as a service on a bare Debian host with
   still being processed 409 ``concurrent_idempotent_requests`` (how long a send
   takes: config ``resend_processing_seconds``, default 0). ``scheduled_at`` must be
   ISO 8601, in the future and at most 30 days ahead, else 422.
+  ``POST /emails/{id}/cancel`` turns a scheduled email's ``last_event`` into
+  ``canceled`` and answers ``{"object": "email", "id": ...}``; an email no longer
+  scheduled gets 422 (Resend does not document that code), an unknown id 404.
 * A Slack-compatible incoming webhook: ``POST /services/...`` with JSON
   ``{"text": ...}`` answers 200 ``ok`` (plain text), else 400 ``invalid_payload``;
   what it received is in ``webhooks`` of the state.

@@ -1,4 +1,4 @@
-"""The fake Resend API: send (with Idempotency-Key) and retrieve emails.
+"""The fake Resend API: send (with Idempotency-Key), retrieve and cancel emails.
 
 A mixin of :class:`fake_saas.server.FakeSaaS`: it uses the state's ``lock``,
 ``emails`` and ``idempotency``.
@@ -127,6 +127,19 @@ class ResendApi:
             email.pop("idempotency_key", None)
             return email
 
+    def resend_cancel(self, email_id: str) -> dict[str, Any]:
+        """``POST /emails/{id}/cancel``: a scheduled email becomes ``canceled`` and is never
+        sent; Resend answers ``{"object": "email", "id": ...}``. Cancelling an email that is
+        no longer scheduled is refused (422 here; Resend does not document its code)."""
+        with self.lock:
+            if email_id not in self.emails:
+                raise ApiError(404, "not_found", "Email not found")
+            email = self.emails[email_id]
+            if email["last_event"] != "scheduled":
+                raise ApiError(422, "validation_error", "Only scheduled emails can be canceled.")
+            email["last_event"] = "canceled"
+            return {"object": "email", "id": email_id}
+
 
 def _check_scheduled_at(value: Any) -> None:
     try:
@@ -151,4 +164,5 @@ def _check_scheduled_at(value: Any) -> None:
 RESEND_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/emails$"), "send"),
     ("GET", re.compile(r"^/emails/([^/]+)$"), "get"),
+    ("POST", re.compile(r"^/emails/([^/]+)/cancel$"), "cancel"),
 ]

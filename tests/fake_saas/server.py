@@ -375,6 +375,8 @@ class Handler(BaseHTTPRequestHandler):
                 return state.notion_update_page(arg or "", body)
             if name == "send":
                 return state.resend_send(body, key)
+            if name == "cancel":
+                return state.resend_cancel(arg or "")
             return state.resend_get(arg or "")
         if service == "notion":
             raise ApiError(400, "invalid_request_url", "Invalid request URL.")

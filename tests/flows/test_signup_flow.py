@@ -96,7 +96,8 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
     assert "Doe &amp; Daughters" in welcome["html"]  # autoescaped HTML
     assert "Doe & Daughters" in welcome["text"]
     assert "Cash flow, Hiring" in welcome["text"]
-    assert "Jane" in welcome["subject"]
+    assert "Jane" in welcome["text"]
+    assert welcome["subject"] == "Your systems assessment results: Critical"
 
 
 def test_segment_decides_content(signup_env):
