@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from christmas_signup import privacy
 from fake_saas import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
     DEFAULT_RESEND_API_KEY,
     make_server,
 )
+from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,3 +124,13 @@ def signup_params(**overrides: Any) -> dict[str, Any]:
     }
     params.update(overrides)
     return params
+
+
+@pytest.fixture
+def no_suppressions(prefect_harness: None) -> Iterator[None]:
+    """Remove the suppression entries a test made (the harness outlives the test)."""
+    yield
+    with get_client(sync_client=True) as client:
+        for variable in client.read_variables():
+            if privacy.SUPPRESSION_TAG in variable.tags:
+                client.delete_variable_by_name(variable.name)

@@ -3,7 +3,6 @@ a suppressed address gets nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -32,16 +31,6 @@ SEGMENT_COUNTS = {
     Segment.STEADY: (0, 1, 1, 1),
     Segment.THRIVING: (0, 0, 0, 3),
 }
-
-
-@pytest.fixture
-def no_suppressions(prefect_harness: None) -> Iterator[None]:
-    """Remove the suppression entries a test made (the harness outlives the test)."""
-    yield
-    with get_client(sync_client=True) as client:
-        for variable in client.read_variables():
-            if privacy.SUPPRESSION_TAG in variable.tags:
-                client.delete_variable_by_name(variable.name)
 
 
 def run_logs(flow_run_id: object) -> list[str]:
