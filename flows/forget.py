@@ -45,14 +45,8 @@ from uuid import UUID
 
 from christmas_signup import emails, notion, privacy
 from christmas_signup.inputs import EMAIL_PATTERN
-from christmas_signup.resilience import (
-    NOTION_LIMIT,
-    RESEND_LIMIT,
-    SIGNUP_LOCK_LEASE_SECONDS,
-    call_api,
-    signup_lock_name,
-)
-from christmas_signup.settings import env_float, load_settings
+from christmas_signup.resilience import NOTION_LIMIT, RESEND_LIMIT, call_api, signup_lock
+from christmas_signup.settings import load_settings
 
 FLOW_NAME = "christmas-signup-handler"
 REASON = "erased on request"
@@ -141,7 +135,6 @@ def address_runs(client: Any, address: str) -> list[UUID]:  # noqa: ANN401 - Pre
 def forget(address: str) -> dict[str, Any]:
     """Erase ``address`` (already normalised) as the module docstring says; the report."""
     from prefect.client.orchestration import get_client  # noqa: PLC0415
-    from prefect.concurrency.sync import concurrency  # noqa: PLC0415
 
     report: dict[str, Any] = {
         "address": privacy.address_tag(address),
@@ -155,12 +148,7 @@ def forget(address: str) -> dict[str, Any]:
     names = notion.property_names(settings.notion_properties)
     client = notion.make_client(settings)
     emails.configure(settings)
-    with concurrency(
-        signup_lock_name(address),
-        occupy=1,
-        lease_duration=SIGNUP_LOCK_LEASE_SECONDS,
-        timeout_seconds=env_float("SIGNUP_LOCK_TIMEOUT_SECONDS", 600.0),
-    ):
+    with signup_lock(address):
         data_source_id = notion.resolve_data_source.fn(client, settings.notion_database_id)
         for page in contact_pages(client, data_source_id, address, names):
             contact = notion.contact_from_page(page, names, created=False)

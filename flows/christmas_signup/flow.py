@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.concurrency.sync import concurrency
 
 from christmas_signup import emails, notion, privacy
 from christmas_signup.inputs import (
@@ -46,13 +45,12 @@ from christmas_signup.inputs import (
     SystemCount,
 )
 from christmas_signup.resilience import (
-    SIGNUP_LOCK_LEASE_SECONDS,
     TransientSignupError,
     api_task_options,
     is_transient,
-    signup_lock_name,
+    signup_lock,
 )
-from christmas_signup.settings import Settings, env_float, load_settings, secrets_present
+from christmas_signup.settings import Settings, load_settings, secrets_present
 
 #: A stored sequence start is reused (so re-sent emails keep the same body and
 #: Resend's idempotency key matches) only while Resend still remembers the keys.
@@ -128,12 +126,7 @@ def christmas_signup_handler(  # noqa: PLR0917 - Prefect maps the parameters by 
     try:
         # One run at a time per address: two identical signups at the same instant
         # must not both find "no contact" and create two pages.
-        with concurrency(
-            signup_lock_name(signup.email),
-            occupy=1,
-            lease_duration=SIGNUP_LOCK_LEASE_SECONDS,
-            timeout_seconds=env_float("SIGNUP_LOCK_TIMEOUT_SECONDS", 600.0),
-        ):
+        with signup_lock(signup.email):
             summary.update(_record_and_send(signup, settings, now))
     except Exception as exc:
         if is_transient(exc) and not isinstance(exc, TransientSignupError):

@@ -27,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
@@ -36,7 +37,7 @@ import resend.exceptions
 from notion_client.errors import HTTPResponseError, RequestTimeoutError
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
-from prefect.concurrency.sync import rate_limit
+from prefect.concurrency.sync import concurrency, rate_limit
 
 from christmas_signup.privacy import redact
 from christmas_signup.settings import env_float
@@ -52,8 +53,12 @@ RESEND_LIMIT = "resend-api"
 #: locks (no cleanup needed); two addresses sharing one only wait a few seconds.
 SIGNUP_LOCK_COUNT = 16
 #: A lock's lease is renewed while its run lives; a killed run's lock frees itself
-#: when the lease ends (Prefect's minimum, 60 s).
+#: when the lease ends (Prefect's minimum, 60 s). The server keeps leases where a
+#: restart does not forget them (a file store on one host, Redis when scaled out:
+#: roles/prefect_server), so its repossessor frees a dead run's slot after any restart.
 SIGNUP_LOCK_LEASE_SECONDS = 60.0
+#: How Prefect says a limit does not exist (``strict=True``).
+_MISSING_LIMIT = "must be created before acquiring slots"
 
 #: Slots one API request takes of its rate limit (see the module docstring).
 RATE_SLOTS = 100
@@ -85,6 +90,38 @@ def signup_lock_name(email: str) -> str:
     """The lock a signup for ``email`` (already lower-cased) holds."""
     digest = hashlib.sha256(email.encode()).digest()
     return f"signup-lock-{int.from_bytes(digest[:4], 'big') % SIGNUP_LOCK_COUNT:02d}"
+
+
+class SignupLockMissingError(RuntimeError):
+    """The server has no ``signup-lock-<n>`` limit (the deploy creates them): running
+    unlocked could make two pages for one contact, so the run fails at once (permanent:
+    on-call is alerted; rerun the deploy, then retry the run)."""
+
+
+@contextmanager
+def signup_lock(email: str) -> Iterator[None]:
+    """Hold the lock of ``email`` (lower-cased) for the body of the ``with``.
+
+    The lock must exist (``strict``), and a run whose lease can no longer be renewed is
+    stopped by Prefect rather than carrying on unlocked; the recovery runs it again. A
+    server that cannot answer while the lock is taken (restarting) is a transient error.
+    """
+    name = signup_lock_name(email)
+    try:
+        with concurrency(
+            name,
+            occupy=1,
+            lease_duration=SIGNUP_LOCK_LEASE_SECONDS,
+            timeout_seconds=env_float("SIGNUP_LOCK_TIMEOUT_SECONDS", 600.0),
+            strict=True,
+        ):
+            yield
+    except ConcurrencySlotAcquisitionError as exc:
+        if _MISSING_LIMIT in str(exc):
+            raise SignupLockMissingError(
+                f"concurrency limit {name!r} does not exist on the server: run the deploy"
+            ) from exc
+        raise TransientSignupError(f"lock {name!r}: {exc}") from exc
 
 
 logger = logging.getLogger(__name__)

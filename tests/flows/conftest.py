@@ -5,7 +5,8 @@
 * ``fake_saas``: the fake Notion + Resend server on a free port in a thread,
   over real HTTP; yields a :class:`Fake` with its base URL and helpers.
 * ``signup_env``: the worker environment pointed at the fake (via monkeypatch),
-  with short retry delays so retry tests stay fast.
+  with short retry delays so retry tests stay fast, and the per-address locks the
+  deploy creates (the flow refuses to run without its lock).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from christmas_signup import privacy
+from christmas_signup.resilience import CONCURRENCY_LIMITS
 from fake_saas import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
@@ -26,6 +28,7 @@ from fake_saas import (
     make_server,
 )
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.testing.utilities import prefect_test_harness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +74,18 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+#: The deploy's per-address locks (one slot, no decay); the rate limits are per test.
+SIGNUP_LOCKS = [limit for limit in CONCURRENCY_LIMITS if not limit["slot_decay_per_second"]]
+
+
+@pytest.fixture(scope="session")
+def signup_locks(prefect_harness: None) -> list[dict[str, Any]]:
+    with get_client(sync_client=True) as client:
+        for limit in SIGNUP_LOCKS:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(**limit))
+    return SIGNUP_LOCKS
+
+
 @pytest.fixture(scope="session")
 def _fake_server() -> Iterator[Fake]:
     server = make_server("127.0.0.1", 0)
@@ -92,7 +107,9 @@ def fake_saas(_fake_server: Fake) -> Fake:
 
 
 @pytest.fixture
-def signup_env(fake_saas: Fake, prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Fake:
+def signup_env(
+    fake_saas: Fake, signup_locks: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> Fake:
     monkeypatch.setenv("NOTION_TOKEN", DEFAULT_NOTION_TOKEN)
     monkeypatch.setenv("NOTION_DATABASE_ID", DEFAULT_DATABASE_ID)
     monkeypatch.setenv("RESEND_API_KEY", DEFAULT_RESEND_API_KEY)

@@ -11,7 +11,12 @@ import pytest
 from christmas_signup.emails import idempotency_key
 from christmas_signup.flow import christmas_signup_handler
 from christmas_signup.notion import parse_email_ids
-from christmas_signup.resilience import CONCURRENCY_LIMITS, TransientSignupError, call_api
+from christmas_signup.resilience import (
+    CONCURRENCY_LIMITS,
+    TransientSignupError,
+    call_api,
+    signup_lock_name,
+)
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -207,14 +212,16 @@ def test_partial_failure_is_completed_by_the_next_signup(signup_env, monkeypatch
 
 
 @pytest.fixture
-def concurrency_limits(prefect_harness):
-    """The global concurrency limits the deploy creates, for one test."""
+def concurrency_limits(signup_locks):
+    """The global concurrency limits the deploy creates, for one test (the locks are
+    there for the whole session)."""
+    rates = [limit for limit in CONCURRENCY_LIMITS if limit not in signup_locks]
     with get_client(sync_client=True) as client:
-        for limit in CONCURRENCY_LIMITS:
+        for limit in rates:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(**limit))
     yield CONCURRENCY_LIMITS
     with get_client(sync_client=True) as client:
-        for limit in CONCURRENCY_LIMITS:
+        for limit in rates:
             client.delete_global_concurrency_limit_by_name(limit["name"])
 
 
@@ -409,6 +416,34 @@ def test_a_permanent_error_is_not_marked_transient(signup_env):
     assert state.is_failed()
     assert "TransientSignupError" not in (state.message or "")
     assert "SequenceSendError" in state.message
+
+
+def test_a_missing_lock_fails_the_run_before_any_call_and_is_not_retried(signup_env):
+    lock = next(
+        limit
+        for limit in CONCURRENCY_LIMITS
+        if limit["name"] == signup_lock_name(signup_params()["email"].lower())
+    )
+    with get_client(sync_client=True) as client:
+        client.delete_global_concurrency_limit_by_name(lock["name"])
+    try:
+        state = christmas_signup_handler(**signup_params(), return_state=True)
+    finally:
+        with get_client(sync_client=True) as client:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(**lock))
+    assert state.is_failed()
+    assert "SignupLockMissingError" in state.message
+    assert lock["name"] in state.message
+    assert "TransientSignupError" not in state.message
+    assert signup_env.state()["requests"] == []
+
+
+def test_the_lock_is_free_once_the_run_ends(signup_env):
+    name = signup_lock_name(signup_params()["email"].lower())
+    state = christmas_signup_handler(**signup_params(), return_state=True)
+    assert state.is_completed(), state
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
 
 
 def test_an_outage_longer_than_the_task_retries_fails_as_transient(signup_env):
