@@ -22,6 +22,7 @@ inventory is a copy, so the deploy's records land in the copy, not in the repo.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -88,6 +89,7 @@ class Rehearsal(Sandbox):
             vault_resend_api_key=f"re_{_random()}",
             vault_letsencrypt_email="ops@galatek.dev",
             vault_oncall_email=ONCALL,
+            vault_prefect_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         )
 
     # --- what stands in for the world ------------------------------------------------

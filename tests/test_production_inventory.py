@@ -5,6 +5,7 @@ real on a fresh host."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -30,6 +31,7 @@ def stand_in_vault() -> dict[str, str]:
     values["vault_oncall_webhook_url"] = "https://hooks.slack.com/services/T0/B0/stand-in"
     values["vault_oncall_email"] = "oncall@galatek.dev"
     values["vault_letsencrypt_email"] = "ops@galatek.dev"
+    values["vault_prefect_encryption_key"] = base64.urlsafe_b64encode(bytes(32)).decode()
     return values
 
 

@@ -49,11 +49,14 @@ class Step:
     subject: str
 
 
+#: Subjects carry no visitor-typed text (name, business, system names): whoever fills
+#: the form must not be able to write a subject line sent from our domain. They may use
+#: what the flow computes (``segment``, ``segment_label``); bodies may greet by name.
 STEPS: tuple[Step, ...] = (
-    Step("welcome", timedelta(0), "{{ first_name }}, your systems assessment results"),
-    Step("day-2-fixes", timedelta(days=2), "Three fixes for {{ business_name }} before Christmas"),
-    Step("day-5-story", timedelta(days=5), "How one business turned its {{ focus }} around"),
-    Step("day-10-offer", timedelta(days=10), "{{ first_name }}, a free Christmas review call"),
+    Step("welcome", timedelta(0), "Your systems assessment results: {{ segment_label }}"),
+    Step("day-2-fixes", timedelta(days=2), "Three fixes to make before Christmas"),
+    Step("day-5-story", timedelta(days=5), "How one business turned its systems around"),
+    Step("day-10-offer", timedelta(days=10), "A free Christmas review call"),
 )
 
 
@@ -133,6 +136,8 @@ def render_sequence(signup: Signup, sequence_start: datetime) -> list[Message]:
         "weakest": weakest,
         "focus": weakest[0] if weakest else "systems",
     }
+    # Only what the flow computes: a subject naming a visitor's field fails to render.
+    subject_context = {"segment": context["segment"], "segment_label": context["segment_label"]}
     messages = []
     for step in STEPS:
         scheduled_at = format_scheduled_at(sequence_start + step.delay) if step.delay else None
@@ -140,7 +145,7 @@ def render_sequence(signup: Signup, sequence_start: datetime) -> list[Message]:
             Message(
                 step=step.name,
                 to=signup.email,
-                subject=text_env.from_string(step.subject).render(context).strip(),
+                subject=text_env.from_string(step.subject).render(subject_context).strip(),
                 html=html_env.get_template(f"{step.name}.html.j2").render(context),
                 text=text_env.get_template(f"{step.name}.txt.j2").render(context),
                 scheduled_at=scheduled_at,

@@ -11,7 +11,8 @@ Order of work, each API call a separate retried task:
 3. load the secrets (fail naming any that is missing);
 4. take the address's lock (``signup-lock-<n>``, see ``resilience.py``), so two
    runs for one address never work at the same time;
-5. resolve the Notion data source, upsert the contact by email;
+5. resolve the Notion data source, upsert the contact by email (unless the address
+   is on the suppression list, ``privacy.py``: then nothing is recorded or sent);
 6. if the contact's ``Sequence Status`` is already ``Scheduled``, stop: nothing new
    is sent;
 7. send the steps not yet recorded on the contact, in order; each email's Resend
@@ -32,7 +33,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from christmas_signup import emails, notion
+from christmas_signup import emails, notion, privacy
 from christmas_signup.inputs import (
     BusinessName,
     Email,
@@ -85,7 +86,9 @@ def christmas_signup_handler(  # noqa: PLR0917 - Prefect maps the parameters by 
     ``emails`` (step, subject, scheduled_at, idempotency key, sizes) and
     ``secrets_present``; for a real run ``page_id``, ``created``,
     ``sequence_status``, ``sent`` (step -> Resend id, this run) and
-    ``already_sent`` (steps recorded by an earlier run).
+    ``already_sent`` (steps recorded by an earlier run); ``suppressed`` when the
+    address is on the suppression list. Log lines name the address by its tag
+    (``privacy.address_tag``), never by the address.
     """
     logger = get_run_logger()
     signup = Signup(
@@ -113,7 +116,11 @@ def christmas_signup_handler(  # noqa: PLR0917 - Prefect maps the parameters by 
         messages = emails.render_sequence(signup, now)
         summary["emails"] = [message.summary() for message in messages]
         summary["secrets_present"] = secrets_present()
-        logger.info("dry run for %s (%s): nothing sent", signup.email, signup.segment)
+        logger.info(
+            "dry run for address %s (%s): nothing sent",
+            privacy.address_tag(signup.email),
+            signup.segment,
+        )
         return summary
 
     settings = load_settings()
@@ -126,13 +133,32 @@ def christmas_signup_handler(  # noqa: PLR0917 - Prefect maps the parameters by 
         if is_transient(exc) and not isinstance(exc, TransientSignupError):
             raise TransientSignupError(f"{type(exc).__name__}: {exc}") from exc
         raise
-    logger.info("%s: %s sent/scheduled", signup.email, ", ".join(summary["sent"]) or "nothing new")
+    logger.info(
+        "address %s: %s sent/scheduled",
+        privacy.address_tag(signup.email),
+        ", ".join(summary["sent"]) or "nothing new",
+    )
     return summary
 
 
 def _record_and_send(signup: Signup, settings: Settings, now: datetime) -> dict[str, Any]:
     """Upsert the contact, then send each step not yet recorded on it, recording each
     email's id on the contact as soon as it is sent."""
+    suppressed = privacy.suppression(signup.email)
+    if suppressed is not None:
+        get_run_logger().info(
+            "address %s is suppressed (%s): nothing recorded or sent",
+            privacy.address_tag(signup.email),
+            suppressed.get("reason"),
+        )
+        return {
+            "page_id": None,
+            "created": False,
+            "sent": {},
+            "already_sent": [],
+            "sequence_status": None,
+            "suppressed": True,
+        }
     names = notion.property_names(settings.notion_properties)
     options = api_task_options()
     client = notion.make_client(settings)
@@ -150,7 +176,9 @@ def _record_and_send(signup: Signup, settings: Settings, now: datetime) -> dict[
         "sequence_status": contact.status,
     }
     if contact.status == notion.STATUS_SCHEDULED:
-        get_run_logger().info("%s already has its sequence: nothing sent", signup.email)
+        get_run_logger().info(
+            "address %s already has its sequence: nothing sent", privacy.address_tag(signup.email)
+        )
         return result
 
     start = contact.sequence_start

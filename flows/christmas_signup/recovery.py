@@ -59,6 +59,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import AwaitingRetry, Failed
 
+from christmas_signup.privacy import redact
 from christmas_signup.resilience import QUOTA_EXCEEDED, TransientSignupError, retry_after_in
 
 ABANDONED = "Abandoned"
@@ -232,7 +233,10 @@ def recover_signups(  # noqa: PLR0917 - Prefect maps the parameters by name
                 summary["abandoned"].append(str(run.id))
             else:
                 continue
-            logger.warning("flow run %s (%s): %s", run.name, decision.action, decision.reason)
+            # The reason quotes the run's error, which may quote the address.
+            logger.warning(
+                "flow run %s (%s): %s", run.name, decision.action, redact(decision.reason)
+            )
             client.set_flow_run_state(run.id, state, force=True)
     if waiting_for_quota and alert_quota_once(now, waiting_for_quota):
         logger.warning(

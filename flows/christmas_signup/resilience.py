@@ -50,6 +50,7 @@ from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency, rate_limit
 
+from christmas_signup.privacy import redact
 from christmas_signup.settings import env_float
 
 T = TypeVar("T")
@@ -260,7 +261,9 @@ def call_api(limit_name: str, fn: Callable[[], T]) -> T:
         if wait and wait > env_float("SIGNUP_MAX_RETRY_AFTER_SECONDS", 60.0):
             raise RetryLaterError(f"{limit_name} answered {exc}", wait) from exc
         if wait:
-            logger.warning("%s answered %s; waiting %.1fs (Retry-After)", limit_name, exc, wait)
+            logger.warning(
+                "%s answered %s; waiting %.1fs (Retry-After)", limit_name, redact(str(exc)), wait
+            )
             time.sleep(wait)
         raise
 

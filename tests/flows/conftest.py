@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from christmas_signup import privacy
 from christmas_signup.resilience import CONCURRENCY_LIMITS
 from fake_saas import (
     DEFAULT_DATABASE_ID,
@@ -131,3 +132,13 @@ TYPED_EMAIL = "Ada@Example.COM"
 def signup_params(**overrides: Any) -> dict[str, Any]:
     """The example signup (segment: critical) with the address as typed, and overrides."""
     return {**EXAMPLE_SIGNUP, "email": TYPED_EMAIL, **overrides}
+
+
+@pytest.fixture
+def no_suppressions(prefect_harness: None) -> Iterator[None]:
+    """Remove the suppression entries a test made (the harness outlives the test)."""
+    yield
+    with get_client(sync_client=True) as client:
+        for variable in client.read_variables():
+            if privacy.SUPPRESSION_TAG in variable.tags:
+                client.delete_variable_by_name(variable.name)

@@ -105,7 +105,8 @@ def test_one_signup_creates_contact_and_schedules_sequence(signup_env):
     assert "Lovelace &amp; Daughters" in welcome["html"]  # autoescaped HTML
     assert "Lovelace & Daughters" in welcome["text"]
     assert "Lead follow-up, Invoicing" in welcome["text"]
-    assert "Ada" in welcome["subject"]
+    assert "Ada" in welcome["text"]
+    assert welcome["subject"] == "Your systems assessment results: Critical"
 
 
 def test_segment_decides_content(signup_env):
