@@ -83,14 +83,15 @@ def test_site_yml_parses_with_the_production_inventory(vault_file):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+def validate_specs(vault_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """tests/production/argument_specs.yml for every role site.yml runs."""
+    specs = ROOT / "tests" / "production" / "argument_specs.yml"
+    roles = json.dumps({"galatek_spec_roles": site_roles()})
+    return playbook(specs, "-e", f"@{vault_file}", "-e", roles, *args)
+
+
 def test_every_role_accepts_what_the_production_inventory_sets(vault_file):
-    result = playbook(
-        ROOT / "tests" / "production" / "argument_specs.yml",
-        "-e",
-        f"@{vault_file}",
-        "-e",
-        json.dumps({"galatek_spec_roles": site_roles()}),
-    )
+    result = validate_specs(vault_file)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     # Each role that runs on the one production host was validated.
     for role in site_roles():
@@ -106,15 +107,7 @@ def test_every_role_accepts_what_the_production_inventory_sets(vault_file):
     ],
 )
 def test_a_misspelled_or_invalid_variable_is_refused(vault_file, setting, role):
-    result = playbook(
-        ROOT / "tests" / "production" / "argument_specs.yml",
-        "-e",
-        f"@{vault_file}",
-        "-e",
-        json.dumps({"galatek_spec_roles": site_roles()}),
-        "-e",
-        setting,
-    )
+    result = validate_specs(vault_file, "-e", setting)
     assert result.returncode != 0
     assert f"failed: [prefect.galatek.dev] (item={role})" in result.stdout
     assert setting.split("=")[0] in result.stdout

@@ -17,7 +17,7 @@ import pytest
 from christmas_signup import notion, resilience
 from christmas_signup.flow import christmas_signup_handler
 from christmas_signup.notion import parse_email_ids
-from christmas_signup.recovery import ABANDON, RETRY, decide
+from christmas_signup.recovery import ABANDON, RETRY, Limits, decide
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.schemas.objects import FlowRun
 from prefect.variables import Variable
@@ -116,15 +116,16 @@ def test_an_unverified_sender_is_refused_for_good_and_sends_nothing(faults_env):
     assert fake["emails"] == []
     assert plain(fake["pages"][0])["Sequence Status"] == "Partial"
     # the recovery abandons it at once (and the alert automation tells on-call once)
-    assert decide(flow_run(state), state.timestamp, **RECOVERY).action == ABANDON
+    assert decide(flow_run(state), state.timestamp, RECOVERY).action == ABANDON
 
 
-RECOVERY = {
-    "window": timedelta(hours=24),
-    "first_delay": timedelta(seconds=20),
-    "max_delay": timedelta(hours=1),
-    "pending_timeout": timedelta(minutes=15),
-}
+RECOVERY = Limits(
+    window=timedelta(hours=24),
+    first_delay=timedelta(seconds=20),
+    max_delay=timedelta(hours=1),
+    pending_timeout=timedelta(minutes=15),
+    running_timeout=timedelta(hours=1),
+)
 
 
 def flow_run(state: Any) -> FlowRun:
@@ -151,7 +152,7 @@ def test_a_long_retry_after_ends_the_run_and_the_recovery_waits_for_it(faults_en
     assert "TransientSignupError" in state.message and "retry after 600s" in state.message
     # not waited out in the task: one 429, no retry of it
     assert [r["status"] for r in faults_env.requests("notion")].count(429) == 1
-    decision = decide(flow_run(state), state.timestamp, **RECOVERY)
+    decision = decide(flow_run(state), state.timestamp, RECOVERY)
     assert decision.action == RETRY
     assert decision.when >= state.timestamp + timedelta(seconds=600)
 
@@ -190,7 +191,7 @@ def test_the_daily_quota_stops_sending_alerts_once_and_the_signup_completes_afte
     assert "daily_quota_exceeded" in state.message
     sends = [r["status"] for r in fake.requests("resend")]
     assert sends == [200, 200, 429]  # stopped at the first refusal, no retry of it
-    decision = decide(flow_run(state), state.timestamp, **RECOVERY)
+    decision = decide(flow_run(state), state.timestamp, RECOVERY)
     assert decision.action == RETRY
     assert decision.when >= state.timestamp + timedelta(hours=1)
 
