@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from christmas_signup.resilience import RATE_SLOTS
+from christmas_signup.resilience import CONCURRENCY_LIMITS, RATE_SLOTS
 from fake_saas import (
     DEFAULT_DATABASE_ID,
     DEFAULT_NOTION_TOKEN,
@@ -156,6 +156,8 @@ def test_register_is_idempotent_and_enforces_the_schema(prefect_server, shipped)
 
 
 def test_worker_runs_the_deployment_from_the_shipped_code(prefect_server, shipped, fake_saas):
+    # As the deploy does: the limits (the signup's lock among them), then the deployment.
+    register(prefect_server, "--concurrency-limits")
     ids = register(prefect_server, "--source-dir", str(shipped), "--work-pool", POOL)
     base = prefect_server["PREFECT_API_URL"]
     run_url = f"{base}/deployments/{ids['deployment_id']}/create_flow_run"
@@ -199,6 +201,9 @@ def test_worker_runs_the_deployment_from_the_shipped_code(prefect_server, shippe
 
 
 def test_concurrency_limits_are_created_once(prefect_server):
+    base = prefect_server["PREFECT_API_URL"]
+    for limit in CONCURRENCY_LIMITS:  # an earlier test may have made them
+        api(f"{base}/v2/concurrency_limits/{limit['name']}", "DELETE")
     first = register(prefect_server, "--concurrency-limits")
     second = register(prefect_server, "--concurrency-limits")
 
