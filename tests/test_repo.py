@@ -86,3 +86,10 @@ def test_the_controller_pins_the_prefect_release_the_hosts_run():
             assert f"{package}=={settings[setting]}\n" in (ROOT / pins).read_text(), (
                 f"{pins} must pin {package}=={settings[setting]} ({setting} in {defaults})"
             )
+
+
+def test_the_door_and_the_flow_refuse_the_same_too_long_address():
+    from christmas_signup.inputs import MAX_EMAIL_LENGTH  # noqa: PLC0415
+
+    door = (ROOT / "roles/nginx_edge/files/door.js").read_text()
+    assert f"var EMAIL_MAX_LENGTH = {MAX_EMAIL_LENGTH};" in door

@@ -361,8 +361,8 @@ def test_secret_block_is_used_when_env_is_missing(signup_env, monkeypatch):
 
 
 def test_idempotency_keys_fit_resend_for_the_longest_address():
-    longest = "a" * 64 + "@" + ("b" * 63 + ".") * 2 + "c" * 61  # 254 characters
-    assert len(longest) == 254
+    longest = "a" * 64 + "@" + ("b" * 63 + ".") * 2 + "c" * 7  # 200 characters, the most
+    assert len(longest) == 200
     keys = [idempotency_key(step, longest) for step in STEP_DELAYS]
     assert max(len(key) for key in keys) <= 256
     assert len(set(keys)) == 4

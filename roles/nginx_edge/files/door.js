@@ -18,6 +18,10 @@ var CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 // A scheme, "www." or a dot directly followed by a top-level-domain-like word
 // reads as a link; free-text fields refuse it (they land in our emails).
 var LINK = /:\/\/|www\.|[a-z0-9-]\.[a-z]{2,24}(?![a-z0-9-])/i;
+// Notion's email property holds at most 200 characters: a longer address could never be
+// stored, so the door refuses it (the flow's inputs.MAX_EMAIL_LENGTH; tests/test_repo.py
+// keeps the two equal).
+var EMAIL_MAX_LENGTH = 200;
 
 function send(r, status, payload) {
     r.headersOut['Content-Type'] = 'application/json';
@@ -52,6 +56,9 @@ function validate(campaign, data) {
         }
         if (typeof value === 'string' && campaign.free_text.indexOf(key) !== -1 && LINK.test(value)) {
             return {error: 'links are not allowed', field: key};
+        }
+        if (key === 'email' && typeof value === 'string' && value.length > EMAIL_MAX_LENGTH) {
+            return {error: 'must be at most ' + EMAIL_MAX_LENGTH + ' characters', field: key};
         }
     }
     return null;
