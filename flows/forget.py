@@ -104,9 +104,14 @@ def cancel_scheduled(email_ids: list[str], report: dict[str, Any]) -> None:
             report["emails_not_scheduled"].append(email_id)
 
 
-def trash_page(client: Any, page_id: str, names: dict[str, str]) -> None:  # noqa: ANN401
+def trash_page(
+    client: Any,  # noqa: ANN401 - the Notion SDK is untyped
+    page_id: str,
+    names: dict[str, str],
+    types: dict[str, str],
+) -> None:
     """Empty every property the flow writes, then move the page to the trash."""
-    blank = notion.build_properties(dict.fromkeys(BLANK_KEYS), names)
+    blank = notion.build_properties(dict.fromkeys(BLANK_KEYS), names, types)
     call_api(NOTION_LIMIT, lambda: client.pages.update(page_id, properties=blank))
     call_api(NOTION_LIMIT, lambda: client.pages.update(page_id, in_trash=True))
 
@@ -149,11 +154,11 @@ def forget(address: str) -> dict[str, Any]:
     client = notion.make_client(settings)
     emails.configure(settings)
     with signup_lock(address):
-        data_source_id = notion.resolve_data_source.fn(client, settings.notion_database_id)
-        for page in contact_pages(client, data_source_id, address, names):
+        source = notion.resolve_data_source.fn(client, settings.notion_database_id, names)
+        for page in contact_pages(client, source.id, address, names):
             contact = notion.contact_from_page(page, names, created=False)
             cancel_scheduled(list(contact.email_ids.values()), report)
-            trash_page(client, contact.page_id, names)
+            trash_page(client, contact.page_id, names, source.types)
             report["pages_trashed"].append(contact.page_id)
         with get_client(sync_client=True) as prefect:
             for run_id in address_runs(prefect, address):

@@ -101,8 +101,9 @@ def test_redact_replaces_every_address_by_its_tag():
 
 
 def test_a_suppressed_address_gets_nothing(signup_env, no_suppressions):
-    assert privacy.suppress("Jane.Doe@Example.COM ", "erased on request") is True
-    assert privacy.suppress("jane.doe@example.com", "erased on request") is False
+    typed = signup_params()["email"]
+    assert privacy.suppress(f"{typed} ", "erased on request") is True
+    assert privacy.suppress(typed.lower(), "erased on request") is False
 
     result = christmas_signup_handler(**signup_params())
 

@@ -104,7 +104,12 @@ function answer(r, reply, tag) {
                 + ': check nginx_edge_prefect_auth_string and the deployment id');
         return unavailable(r, 503, {error: 'workflow server unavailable'});
     }
-    if (reply.status === 502 || reply.status === 503 || reply.status === 504) {
+    if (reply.status >= 500) {
+        // A 500 is Prefect failing on its side (its database restarting, say): the website
+        // sends again with the same key, and Prefect answers that key with at most one run.
+        if (reply.status === 500) {
+            r.error('door: Prefect answered 500 for campaign ' + r.variables.edge_campaign);
+        }
         return unavailable(r, 503, {error: 'workflow server unavailable'});
     }
     r.error('door: Prefect answered ' + reply.status);
