@@ -5,59 +5,21 @@ out (delete them in the database, rerun the deploy) saves the deploy's alert blo
 from __future__ import annotations
 
 import base64
-import os
 import sqlite3
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from fake_saas import DEFAULT_RESEND_API_KEY
 
 from .conftest import SENDER
-from .test_register import PREFECT, api, free_port, register
+from .test_register import api, register, server_process
 
 KEY_A = base64.urlsafe_b64encode(b"a" * 32).decode()
 KEY_B = base64.urlsafe_b64encode(b"b" * 32).decode()
 
 
-@contextmanager
-def server(home: Path, key: str) -> Iterator[dict[str, str]]:
+def server(home: Path, key: str):
     """A Prefect server on SQLite in ``home`` with encryption key ``key``."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-        PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db",
-        PREFECT_UI_ENABLED="false",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_ENCRYPTION_KEY=key,
-    )
-    with (home / "server.log").open("a") as log:
-        process = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if api(f"{env['PREFECT_API_URL']}/health")[1] is True:
-                        break
-                except OSError:
-                    pass
-                assert process.poll() is None, (home / "server.log").read_text()
-                assert time.monotonic() < deadline, (home / "server.log").read_text()
-                time.sleep(0.5)
-            # register.py talks to the server; the block keys stay with the server.
-            yield {k: v for k, v in env.items() if k != "PREFECT_SERVER_ENCRYPTION_KEY"}
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    return server_process(home, PREFECT_SERVER_ENCRYPTION_KEY=key)
 
 
 def automations(env: dict[str, str], fake_url: str) -> dict[str, str]:
