@@ -11,7 +11,8 @@ What a new operator has, and nothing more, stands in for production:
 * Let's Encrypt played by Pebble (Debian's ``pebble``, with ``pebble-challtestsrv`` answering
   its DNS with the host's address) on this machine, its CA trusted by the host as a private
   ACME server's would be;
-* Notion and Resend played by tests/fake_saas on this machine;
+* Notion and Resend played by tests/fake_saas on this machine, the sender's domain verified
+  in its Resend team;
 * no route to PyPI: the wheelhouse (``make wheelhouse``, built within the repo's lock) copied
   to the host, as docs/production.md says for such hosts.
 
@@ -45,9 +46,12 @@ from tests.sandbox import BIN, IMAGE, PREFIX, ROOT, Sandbox
 WHEELHOUSE = os.environ.get("GALATEK_WHEELHOUSE", "/var/cache/galatek/wheelhouse")
 
 PRODUCTION = ROOT / "inventories" / "production"
-VAULT_KEYS: dict[str, list[str]] = yaml.safe_load(
-    (PRODUCTION / "group_vars" / "all" / "main.yml").read_text()
-)["galatek_vault_keys"]
+PRODUCTION_VARS = yaml.safe_load((PRODUCTION / "group_vars" / "all" / "main.yml").read_text())
+VAULT_KEYS: dict[str, list[str]] = PRODUCTION_VARS["galatek_vault_keys"]
+# The sender's domain, verified in the operator's Resend team (the deploy checks it).
+SENDER_DOMAIN = (
+    PRODUCTION_VARS["prefect_worker_flow_env"]["RESEND_FROM"].rsplit("@", 1)[1].rstrip(">")
+)
 HOST = "prefect.galatek.dev"
 ONCALL = "oncall@galatek.dev"
 
@@ -202,6 +206,7 @@ systemctl start ssh
             "--notion-token", self.vault["vault_notion_token"],
             "--notion-database-id", self.vault["vault_notion_database_id"],
             "--resend-api-key", self.vault["vault_resend_api_key"],
+            "--resend-domains", SENDER_DOMAIN,
             env={"PYTHONPATH": str(ROOT / "tests")},
         )  # fmt: skip
         self._fake_url = f"http://{self.gateway}:{port}"

@@ -56,6 +56,10 @@ def test_an_invalid_signup_is_refused_and_starts_no_run(sandbox):
     answer = sandbox.signup({**sample_signup(), "assessment_score": "high"})
     assert answer.status_code == 422, answer.text
     assert "assessment_score" in answer.text
+    # An address Notion's email property could never hold (201 characters).
+    answer = sandbox.signup({**sample_signup(), "email": "a" * 191 + "@b.example"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {"error": "must be at most 200 characters", "field": "email"}
     assert sandbox.count_runs() == before
 
 
