@@ -38,15 +38,21 @@ def free_port() -> int:
 
 
 def api(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    """One call to the test server; its 503 ("busy", SQLite locked under load) is sent again
+    after a pause, as Prefect's own client does."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    for attempt in range(20):
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == 19:
+                return exc.code, json.loads(exc.read() or b"null")
+            time.sleep(float(exc.headers.get("Retry-After") or 1))
+    raise AssertionError("unreachable")
 
 
 @contextmanager
