@@ -349,36 +349,3 @@ def test_the_ui_signed_in_through_the_edge_stays_on_our_origin(sandbox, browser)
 
 
 REFUSED = {401, 403, 429}
-
-
-def test_both_uis_load_on_a_first_visit_with_nothing_refused(sandbox, browser):
-    """V1 (/) and Prefect 3.9's V2 UI (/v2/) with an empty browser cache: each page and the
-    bundles it asks for at once come through the edge, none refused (401, 403, 429) or 5xx."""
-    user, password = sandbox.auth
-    # The credential, as a browser holds it once the operator typed it at the challenge.
-    browser.get(f"https://{user}:{password}@{sandbox.host}/ui-settings")
-    browser.execute_cdp_cmd("Network.enable", {})
-    browser.execute_cdp_cmd("Network.clearBrowserCache", {})
-    network_events(browser)
-    seen = {}
-    for path in ("/dashboard", "/v2/dashboard"):
-        browser.get(f"https://{sandbox.host}{path}")
-        WebDriverWait(browser, 60).until(
-            lambda d: "Deployments" in d.find_element(By.TAG_NAME, "body").text
-        )
-        time.sleep(3)  # the lazily loaded bundles and the page's API calls
-        seen[path] = [
-            (e["params"]["response"]["status"], urlsplit(e["params"]["response"]["url"]).path)
-            for e in network_events(browser)
-            if e["method"] == "Network.responseReceived"
-            and urlsplit(e["params"]["response"]["url"]).hostname == sandbox.host
-        ]
-    bad = [(s, p) for answers in seen.values() for s, p in answers if s in REFUSED or s >= 500]
-    assert bad == [], bad
-    v2_bundles = [p for s, p in seen["/v2/dashboard"] if p.startswith("/v2/assets/")]
-    assert len(v2_bundles) >= 50, seen["/v2/dashboard"]
-    assert any(p.startswith("/assets/") for _, p in seen["/dashboard"]), seen["/dashboard"]
-    print(
-        f"UIs: V1 {len(seen['/dashboard'])} answers, V2 {len(seen['/v2/dashboard'])} "
-        f"({len(v2_bundles)} bundles), none refused or 5xx"
-    )
